@@ -1,0 +1,3 @@
+from boincserver.cli import main
+
+main()

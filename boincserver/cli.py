@@ -1,0 +1,220 @@
+"""The boincserver command line: parse, call the core, print. No Docker, jinja2 or SQL here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from boincserver import __version__
+from boincserver.console import Console
+from boincserver.errors import BoincServerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Stand up and run a self-hosted BOINC project server as a Docker Compose stack.",
+                  context_settings={"help_option_names": ["--help", "-h"]})
+base_image_app = typer.Typer(no_args_is_help=True, help="The pinned base OS image under boincserver's images.")
+app.add_typer(base_image_app, name="base-image")
+
+state = {"project_dir": Path.cwd()}
+console = Console()
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"boincserver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    project_dir: Path = typer.Option(Path("."), "--project-dir", "-C", help="The project folder (default: here)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Show steps, not the lines of builds."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+):
+    state["project_dir"] = project_dir
+    console.quiet = quiet
+
+
+def _project():
+    from boincserver import project
+    from boincserver.engine import Engine
+    return project.open_project(state["project_dir"], lambda d, name: Engine(d, name))
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="The new project folder; must not exist or be empty."),
+    project: Optional[str] = typer.Option(None, help="Short name: lowercase letters, digits, '_' (default: the folder's name)."),
+    url_base: str = typer.Option("http://127.0.0.1:8080", help="Where volunteers reach the server: http(s)://host[:port]."),
+    boinc_user: str = typer.Option("boincadm", help="The Unix user that owns and runs the project."),
+    project_root: Optional[str] = typer.Option(None, help="The project's path in the containers (default /home/USER/project)."),
+    http_port: int = typer.Option(8080, help="The host port Apache is published on."),
+):
+    """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
+    from boincserver import project as core
+    from boincserver.settings import Settings
+    settings = Settings(project=project or directory.absolute().name, url_base=url_base,
+                        boinc_user=boinc_user, project_root=project_root or "", http_port=http_port)
+    for written in core.init(directory, settings):
+        console.result(f"{written.state:9} {written.path}")
+    console.result(f"\nProject {settings.project!r} ready in {directory}: `cd {directory} && boincserver up`")
+
+
+@app.command()
+def build(
+    boinc_src: Optional[str] = typer.Option(None, help="BOINC source: a git checkout or a release tarball (offline builds)."),
+    force: bool = typer.Option(False, help="Rebuild even what is up to date."),
+):
+    """Build the base images that are missing or outdated, then the project's images."""
+    from boincserver import project as core
+    p = _project()
+    core.check_docker(p.engine)
+    result = core.build(p, console, boinc_src=boinc_src, force=force)
+    built = result.base_built + result.project_built
+    console.result("built: " + ", ".join(built) if built else "everything is up to date; nothing was built")
+
+
+@app.command()
+def up(
+    url_base: Optional[str] = typer.Option(None, help="Serve the project at this URL from now on (no rebuild)."),
+    http_port: Optional[int] = typer.Option(None, help="Publish Apache on this host port from now on."),
+    boinc_src: Optional[str] = typer.Option(None, help="BOINC source for a first build, where nothing can be downloaded."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Build what is missing, create the project the first time, start it and wait until it answers."""
+    from boincserver import project as core
+    p = _project()
+    result = core.up(p, console, url_base=url_base, http_port=http_port, boinc_src=boinc_src)
+    if json_out:
+        console.json({"master_url": result.master_url, "local_url": result.local_url, "seconds": round(result.seconds, 1)})
+    else:
+        console.result(f"BOINC project {p.settings.project!r} is up at {result.master_url}")
+        if result.local_url != result.master_url:
+            console.result(f"(from this machine: {result.local_url})")
+
+
+@app.command()
+def down(
+    volumes: bool = typer.Option(False, "--volumes", help="Also delete the database, project files and secrets."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting volumes."),
+):
+    """Stop the project; with --volumes also delete all of its data."""
+    from boincserver import project as core
+    p = _project()
+    if volumes and not yes:
+        if not typer.confirm(f"Delete project {p.settings.project!r}'s database, files and secrets for good?"):
+            raise typer.Exit(1)
+    core.down(p, console, volumes)
+    console.result("stopped" + (" and deleted its volumes" if volumes else "; the data is kept"))
+
+
+@app.command()
+def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Service states and BOINC's own bin/status."""
+    from boincserver import project as core
+    data = core.status(_project())
+    if json_out:
+        console.json(data)
+        return
+    console.result(f"project {data['project']}  {data['master_url']}")
+    for row in data["services"]:
+        extra = f" ({row['health']})" if row["health"] else (f" (exit {row['exit_code']})" if row["state"] == "exited" else "")
+        console.result(f"  {row['service']:12} {row['state']}{extra}")
+    if data["bin_status"]:
+        console.result("\nbin/status:")
+        console.result(data["bin_status"].rstrip())
+
+
+@app.command()
+def logs(
+    services: List[str] = typer.Argument(None, help="Services (default: all)."),
+    follow: bool = typer.Option(False, "--follow", "-f"),
+    tail: Optional[str] = typer.Option(None, help="Lines from the end of each log."),
+):
+    """Show the services' logs."""
+    p = _project()
+    raise typer.Exit(p.engine.compose_logs(services or [], follow, tail))
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(
+    service: str = typer.Argument(..., help="mysql, apache or makeproject."),
+    command: List[str] = typer.Argument(..., help="The command and its arguments."),
+    root_user: bool = typer.Option(False, "--root", help="As root instead of the BOINC user."),
+):
+    """Run a command in a running service (apache: as the BOINC user, in PROJECT_ROOT)."""
+    raise typer.Exit(_run_in(service, command, root_user))
+
+
+@app.command()
+def shell(service: str = typer.Argument("apache"), root_user: bool = typer.Option(False, "--root")):
+    """An interactive shell in a running service."""
+    raise typer.Exit(_run_in(service, ["bash"], root_user, tty=True))
+
+
+def _run_in(service: str, command: list[str], root_user: bool, tty: bool = False) -> int:
+    import sys
+    p = _project()
+    apache = service == "apache"
+    return int(p.engine.compose_exec(
+        service, command, tty=tty and sys.stdin.isatty(),
+        user=None if root_user or not apache else p.settings.boinc_user,
+        workdir=p.settings.project_root if apache else None, capture=False))
+
+
+@app.command()
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Check what `up` needs; for each missing thing, the one command that fixes it."""
+    from boincserver import doctor as checks
+    results = checks.run_all(state["project_dir"])
+    if json_out:
+        console.json([r.__dict__ for r in results])
+    else:
+        for r in results:
+            console.result(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
+            if not r.ok and r.fix:
+                console.result(f"     fix: {r.fix}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def versions(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """What this boincserver pins: BOINC's release and commit, the base images."""
+    from boincserver import pins
+    data = {"boincserver": __version__, "boinc_release": pins.BOINC_RELEASE, "boinc_commit": pins.BOINC_COMMIT,
+            "base_os_image": pins.BASE_OS_IMAGE,
+            "base_images": {n: pins.base_image(n) for n in pins.BASE_IMAGE_NAMES}}
+    if json_out:
+        console.json(data)
+    else:
+        for k, v in data.items():
+            if isinstance(v, dict):
+                for n, t in v.items():
+                    console.result(f"{k}.{n:12} {t}")
+            else:
+                console.result(f"{k:24} {v}")
+
+
+@base_image_app.command("ensure")
+def base_image_ensure():
+    """Have the pinned base OS image: present, pulled, or made with debootstrap (offline)."""
+    from boincserver import images, pins
+    from boincserver.engine import Engine
+    engine = Engine()
+    engine.check_engine()
+    how = images.ensure_os_image(engine, pins.BASE_OS_IMAGE, console.step)
+    console.result(f"{pins.BASE_OS_IMAGE}: {how}")
+
+
+def main():
+    try:
+        app()
+    except BoincServerError as exc:
+        console.error(str(exc), exc.advice)
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        console.error("interrupted", None)
+        raise SystemExit(130)

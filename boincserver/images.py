@@ -1,0 +1,145 @@
+"""boincserver's base images (mysql, apache, makeproject) and the base OS image under them.
+
+Each base image carries a label with the digest of its inputs (its folder in images/, the
+pins, and for makeproject the BOINC module it ships); a build is skipped when the image
+already has that digest, so a change to a project's files never recompiles BOINC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from boincserver import __version__, paths, pins
+from boincserver.engine import Engine, LineSink
+from boincserver.errors import EnvironmentProblem
+
+INPUTS_LABEL = "org.boincserver.inputs"
+BOINC_LIB = paths.PACKAGE_DIR / "boinc"
+
+ADVICE_OS_IMAGE = ("`boincserver base-image ensure` (pulls it, or where no registry answers builds "
+                   "it with debootstrap: needs root and `apt-get install debootstrap`)")
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
+    h = hashlib.sha256()
+    h.update(f"{name}\0{base_os_image}\0{pins.BOINC_COMMIT}\0".encode())
+    folders = [paths.data_dir("images") / name] + ([BOINC_LIB] if name == "makeproject" else [])
+    for folder in folders:
+        for f in _files(folder):
+            h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def labels_for(name: str, digest: str) -> dict[str, str]:
+    return {
+        INPUTS_LABEL: digest,
+        "org.opencontainers.image.title": f"boincserver {name}",
+        "org.opencontainers.image.version": __version__,
+        "org.boincserver.boinc-commit": pins.BOINC_COMMIT,
+        "org.boincserver.boinc-release": pins.BOINC_RELEASE,
+    }
+
+
+def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
+    """Assemble the build context of one base image in `into`."""
+    shutil.copytree(paths.data_dir("images") / name, into, dirs_exist_ok=True)
+    if name == "makeproject":
+        assert boinc_tarball is not None
+        target = into / "boinc-src.tar.gz"
+        try:
+            os.link(boinc_tarball, target)
+        except OSError:
+            shutil.copyfile(boinc_tarball, target)
+        lib = into / "lib" / "boincserver"
+        shutil.copytree(BOINC_LIB, lib / "boinc", ignore=shutil.ignore_patterns("__pycache__"))
+        (lib / "__init__.py").write_text(f'__version__ = "{__version__}"\n')
+    return into
+
+
+def base_images_state(engine: Engine, base_os_image: str = pins.BASE_OS_IMAGE) -> dict[str, str]:
+    """For each base image: 'current', 'outdated' or 'missing'."""
+    state = {}
+    for name in pins.BASE_IMAGE_NAMES:
+        labels = engine.image_labels(pins.base_image(name))
+        if labels is None:
+            state[name] = "missing"
+        elif labels.get(INPUTS_LABEL) != inputs_digest(name, base_os_image):
+            state[name] = "outdated"
+        else:
+            state[name] = "current"
+    return state
+
+
+def build_base_images(engine: Engine, boinc_tarball: Callable[[], Path], on_line: LineSink,
+                      on_step: Callable[[str], None], force: bool = False,
+                      base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
+    """Build the base images that are missing or outdated; return the names built."""
+    built = []
+    for name, state in base_images_state(engine, base_os_image).items():
+        if state == "current" and not force:
+            continue
+        ensure_os_image(engine, base_os_image, on_step)
+        tag = pins.base_image(name)
+        on_step(f"building base image {tag} ({state})"
+                + (": compiling BOINC takes a few minutes" if name == "makeproject" else ""))
+        with tempfile.TemporaryDirectory(prefix=f"boincserver-{name}-") as tmp:
+            ctx = make_context(name, Path(tmp) / "ctx",
+                               boinc_tarball() if name == "makeproject" else None)
+            digest = inputs_digest(name, base_os_image)
+            engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, "BOINC_COMMIT": pins.BOINC_COMMIT},
+                               labels_for(name, digest), on_line)
+        built.append(name)
+    return built
+
+
+def debian_mirror() -> str | None:
+    """The Debian mirror this machine's apt is configured with (never a written-in host)."""
+    for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in source.read_text().splitlines():
+            if line.startswith("URIs:") and line.rstrip("/").endswith("/debian"):
+                return line.split(":", 1)[1].strip()
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.is_file():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and parts[1].rstrip("/").endswith("/debian"):
+                return parts[1]
+    return None
+
+
+def ensure_os_image(engine: Engine, tag: str = pins.BASE_OS_IMAGE,
+                    on_step: Callable[[str], None] = lambda s: None) -> str:
+    """Have the pinned base OS image: present, pulled, or made with debootstrap."""
+    if engine.image_labels(tag) is not None:
+        return "present"
+    on_step(f"pulling {tag}")
+    if engine.pull(tag):
+        return "pulled"
+    if not tag.startswith("debian:"):
+        raise EnvironmentProblem(f"base OS image {tag} is missing and cannot be pulled",
+                                 advice=f"`docker pull {tag}` where a registry is reachable, or `docker load` it")
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        raise EnvironmentProblem(
+            f"base OS image {tag} is missing, cannot be pulled, and debootstrap can't make it here",
+            advice="as root: `apt-get install debootstrap` then `boincserver base-image ensure`")
+    mirror = debian_mirror()
+    on_step(f"no registry answers: making {tag} with debootstrap --variant=minbase {pins.DEBIAN_SUITE}")
+    with tempfile.TemporaryDirectory(prefix="boincserver-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        cmd = ["debootstrap", "--variant=minbase", pins.DEBIAN_SUITE, str(rootfs)] + ([mirror] if mirror else [])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EnvironmentProblem(f"debootstrap failed: {done.stderr.strip()[-500:]}",
+                                     advice="check that this machine reaches Debian's package mirror")
+        engine.import_rootfs(rootfs, tag)
+    return "debootstrapped"

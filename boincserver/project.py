@@ -1,0 +1,297 @@
+"""The use cases: init, build, up, down, status, logs, exec. Each takes the engine it needs.
+
+Nothing here prints: progress goes to a Reporter the caller passes in, results are returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from boincserver import boinc_source, images, paths, pins, render
+from boincserver.boinc import status as boinc_status
+from boincserver.engine import Engine
+from boincserver.errors import EnvironmentProblem, InvalidInput, ProjectError
+from boincserver.settings import LOCKED, Settings, load, locked_changes, to_toml
+
+SERVICES = ("mysql", "makeproject", "apache")
+# The record the makeproject job writes on the project volume when it creates the project.
+CREATED_RECORD = ".boincserver/created.json"
+PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
+# Files of the project folder that are settings, not build inputs (see the .dockerignore).
+NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git"}
+
+
+class Reporter(Protocol):
+    def step(self, message: str) -> None: ...
+    def line(self, text: str) -> None: ...
+
+
+class Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+
+# -- init ----------------------------------------------------------------------------------
+def init(project_dir: Path, settings: Settings) -> list[render.Written]:
+    """Scaffold a new project folder; refuse to touch an existing or non-empty one."""
+    project_dir = project_dir.absolute()
+    if (project_dir / paths.SETTINGS_FILE).exists():
+        raise ProjectError(f"{project_dir} is already a boincserver project; nothing was changed",
+                           advice=f"use `boincserver up` there, or choose a new folder")
+    if project_dir.exists() and (not project_dir.is_dir() or any(project_dir.iterdir())):
+        raise ProjectError(f"{project_dir} exists and is not empty; nothing was changed",
+                           advice="choose a new folder name (init never overwrites files)")
+    if not project_dir.parent.is_dir():
+        raise InvalidInput(f"{project_dir.parent} does not exist; create it first or choose another place")
+    # Write everything into a sibling folder, then move it into place: no half-made project.
+    staging = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
+    try:
+        written = render.write_project(staging, settings, initial=True)
+        (staging / paths.SETTINGS_FILE).write_text(to_toml(settings))
+        (staging / ".dockerignore").write_text(
+            "# Settings are runtime values, not image inputs: changing them never rebuilds.\n"
+            + "\n".join(sorted(NOT_BUILD_INPUTS)) + "\n")
+        if project_dir.exists():
+            for entry in staging.iterdir():
+                entry.rename(project_dir / entry.name)
+            staging.rmdir()
+        else:
+            staging.rename(project_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [render.Written(project_dir / w.path.relative_to(staging), w.state) for w in written] + [
+        render.Written(project_dir / paths.SETTINGS_FILE, "created"),
+        render.Written(project_dir / ".dockerignore", "created"),
+    ]
+
+
+# -- shared steps --------------------------------------------------------------------------
+@dataclass
+class Project:
+    """A loaded project folder with the engine bound to its Compose project."""
+
+    dir: Path
+    settings: Settings
+    engine: Engine
+
+    def volume(self, name: str) -> str:
+        return f"{self.settings.compose_name}_{name}"
+
+    def image(self, service: str) -> str:
+        from boincserver import __version__
+        return f"{self.settings.compose_name}/{service}:{__version__}"
+
+
+def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine]) -> Project:
+    settings = load(project_dir)
+    return Project(project_dir.absolute(), settings, engine_factory(project_dir.absolute(), settings.compose_name))
+
+
+def check_docker(engine: Engine) -> None:
+    engine.check_engine()
+    engine.check_compose()
+
+
+def created_record(project: Project) -> dict | None:
+    """What the project was created with, read from its volume; None before creation."""
+    if not project.engine.volume_exists(project.volume("project")):
+        return None
+    reader = pins.BASE_OS_IMAGE
+    if project.engine.image_labels(reader) is None:
+        reader = pins.base_image("mysql")
+    text = project.engine.read_from_volume(project.volume("project"), CREATED_RECORD, reader)
+    return json.loads(text) if text else None
+
+
+def check_locked(project: Project, settings: Settings | None = None) -> None:
+    settings = settings or project.settings
+    record = created_record(project)
+    if not record:
+        return
+    changed = locked_changes(record, settings)
+    if changed:
+        what = ", ".join(f"{k.upper()} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ProjectError(
+            f"the project exists and its build-time values cannot change ({what}); nothing was changed",
+            advice=("put the old values back in boincserver.toml, or start over: "
+                    "`boincserver down --volumes --yes` deletes the project and its data, then `boincserver up`"))
+
+
+def check_port_free(project: Project, port: int) -> None:
+    """Refuse a host port that something other than this project's apache holds."""
+    for row in project.engine.compose_ps():
+        if row["service"] == "apache" and row["state"] == "running":
+            published = project.engine.compose_port("apache", 80)
+            if published and published.rsplit(":", 1)[-1] == str(port):
+                return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            raise EnvironmentProblem(
+                f"port {port} is already taken on this machine",
+                advice=f"free it, or choose another: `boincserver up --http-port PORT`") from None
+
+
+def write_settings(project: Project, settings: Settings) -> None:
+    (project.dir / paths.SETTINGS_FILE).write_text(to_toml(settings))
+    render.write_project(project.dir, settings, initial=False)
+    project.settings = settings
+
+
+# -- build ---------------------------------------------------------------------------------
+def project_inputs_digest(project: Project, service: str) -> str:
+    h = hashlib.sha256()
+    base = project.engine.image_labels(pins.base_image(service)) or {}
+    h.update(json.dumps([service, base.get(images.INPUTS_LABEL), project.settings.locked_values()]).encode())
+    for f in sorted(project.dir.rglob("*")):
+        rel = f.relative_to(project.dir)
+        if f.is_file() and rel.parts[0] not in NOT_BUILD_INPUTS:
+            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass
+class BuildResult:
+    base_built: list[str] = field(default_factory=list)
+    project_built: list[str] = field(default_factory=list)
+
+
+def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
+          force: bool = False) -> BuildResult:
+    """Build the base images that are missing or outdated, then the project's images."""
+    result = BuildResult()
+    result.base_built = images.build_base_images(
+        project.engine, lambda: boinc_source.resolve(boinc_src, on_progress=_download_progress(reporter)),
+        reporter.line, reporter.step, force=force)
+    from boincserver import __version__
+    for service in SERVICES:
+        digest = project_inputs_digest(project, service)
+        labels = project.engine.image_labels(project.image(service))
+        if not force and labels and labels.get(PROJECT_INPUTS_LABEL) == digest:
+            continue
+        reporter.step(f"building {project.image(service)}")
+        project.engine.build_image(
+            project.dir, project.image(service),
+            {k: v for k, v in project.settings.env().items() if k in ("PROJECT", "BOINC_USER", "PROJECT_ROOT")},
+            {PROJECT_INPUTS_LABEL: digest, "org.opencontainers.image.version": __version__,
+             "org.boincserver.boinc-commit": pins.BOINC_COMMIT},
+            reporter.line, dockerfile=project.dir / "images" / service / "Dockerfile")
+        result.project_built.append(service)
+    return result
+
+
+def _download_progress(reporter: Reporter) -> Callable[[int, int | None], None]:
+    last = [0]
+
+    def show(done: int, total: int | None) -> None:
+        if done - last[0] >= 5 << 20 or (total and done == total):
+            last[0] = done
+            of = f" of {total >> 20} MiB" if total else ""
+            reporter.step(f"downloading BOINC source: {done >> 20} MiB{of}")
+    return show
+
+
+# -- up ------------------------------------------------------------------------------------
+@dataclass
+class UpResult:
+    master_url: str
+    local_url: str
+    seconds: float
+
+
+def up(project: Project, reporter: Reporter, url_base: str | None = None, http_port: int | None = None,
+       boinc_src: str | None = None, timeout: float = 300) -> UpResult:
+    started = time.monotonic()
+    try:
+        new = project.settings.with_changes(url_base=url_base, http_port=http_port)
+    except InvalidInput:
+        raise
+    check_docker(project.engine)
+    check_locked(project, new)
+    check_port_free(project, new.http_port)
+    write_settings(project, new)
+    build(project, reporter, boinc_src=boinc_src)
+    reporter.step("starting mysql, creating or updating the project, starting apache")
+    try:
+        project.engine.compose_up(None, reporter.line)
+    except Exception:
+        _explain_failed_job(project, reporter)
+        raise
+    local = f"http://127.0.0.1:{new.http_port}/{new.project}/"
+    wait_until_serving(new, timeout=max(10.0, timeout - (time.monotonic() - started)))
+    return UpResult(new.master_url, local, time.monotonic() - started)
+
+
+def _explain_failed_job(project: Project, reporter: Reporter) -> None:
+    for row in project.engine.compose_ps():
+        if row["service"] == "makeproject" and row["exit_code"] not in (0, None):
+            reporter.step("the makeproject job failed; its last lines:")
+            out = project.engine.stream(["logs", "--no-log-prefix", "--tail", "30", "makeproject"], None,
+                                        compose=True)
+            for line in out.splitlines():
+                reporter.line(line)
+
+
+def http_get(url: str, host_header: str | None, timeout: float = 5.0) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(200_000).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
+    """Until the home page and the scheduler answer through the published port."""
+    host = settings.url_base.split("://", 1)[1]
+    base = f"http://127.0.0.1:{settings.http_port}"
+    deadline = time.monotonic() + timeout
+    home = sched = (0, "")
+    while time.monotonic() < deadline:
+        home = http_get(f"{base}/{settings.project}/", host)
+        sched = http_get(f"{base}/{settings.project}_cgi/cgi", host)
+        if home[0] == 200 and sched[0] == 200:
+            return
+        time.sleep(1)
+    raise ProjectError(
+        f"the server did not answer in {timeout:.0f}s (home page HTTP {home[0]}, scheduler HTTP {sched[0]})",
+        advice="see `boincserver logs apache` and `boincserver status`")
+
+
+# -- down, status, logs, exec --------------------------------------------------------------
+def down(project: Project, reporter: Reporter, volumes: bool) -> None:
+    check_docker(project.engine)
+    project.engine.compose_down(volumes, reporter.line)
+
+
+def status(project: Project) -> dict:
+    check_docker(project.engine)
+    services = project.engine.compose_ps()
+    apache_up = any(r["service"] == "apache" and r["state"] == "running" for r in services)
+    daemons = []
+    raw = ""
+    if apache_up:
+        raw = str(project.engine.compose_exec(
+            "apache", ["bin/status", "-v"], tty=False, user=project.settings.boinc_user,
+            workdir=project.settings.project_root, capture=True))
+        daemons = boinc_status.parse(raw)
+    return {"project": project.settings.project, "master_url": project.settings.master_url,
+            "services": services, "daemons": daemons, "bin_status": raw}

@@ -1,0 +1,115 @@
+"""A project's settings: defaults, the values the user chose, and those locked at creation.
+
+The settings file (boincserver.toml) holds only values, never secrets. PROJECT, BOINC_USER
+and PROJECT_ROOT are build-time values: once the project exists they may not change.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from boincserver import __version__, paths
+from boincserver.boinc import naming
+from boincserver.errors import InvalidInput, ProjectError
+
+LOCKED = ("project", "boinc_user", "project_root")
+
+DEFAULT_URL_BASE = "http://127.0.0.1:8080"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_BOINC_USER = "boincadm"
+
+
+def default_project_root(boinc_user: str) -> str:
+    return f"/home/{boinc_user}/project"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    url_base: str = DEFAULT_URL_BASE
+    boinc_user: str = DEFAULT_BOINC_USER
+    project_root: str = ""
+    http_port: int = DEFAULT_HTTP_PORT
+    # The Compose project name, fixed at init so that volumes never follow a renamed folder.
+    compose_name: str = ""
+    # The boincserver version that rendered the folder, to detect an older project.
+    boincserver_version: str = __version__
+
+    def __post_init__(self):
+        try:
+            naming.check_project_name(self.project)
+            user = naming.check_boinc_user(self.boinc_user)
+            object.__setattr__(self, "project_root",
+                               naming.check_project_root(self.project_root or default_project_root(user)))
+            object.__setattr__(self, "url_base", naming.normalise_url_base(self.url_base))
+        except naming.NameError_ as exc:
+            raise InvalidInput(str(exc)) from None
+        if not isinstance(self.http_port, int) or not 1 <= self.http_port <= 65535:
+            raise InvalidInput(f"HTTP port {self.http_port!r} is not valid: use a number from 1 to 65535")
+        if not self.compose_name:
+            object.__setattr__(self, "compose_name", f"boincserver-{self.project}")
+
+    @property
+    def master_url(self) -> str:
+        return f"{self.url_base}/{self.project}/"
+
+    def locked_values(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in LOCKED}
+
+    def with_changes(self, **changes) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def env(self) -> dict[str, str]:
+        """What Compose reads from .env: the build arguments and the runtime values."""
+        return {
+            "PROJECT": self.project,
+            "BOINC_USER": self.boinc_user,
+            "PROJECT_ROOT": self.project_root,
+            "URL_BASE": self.url_base,
+            "HTTP_PORT": str(self.http_port),
+        }
+
+
+def to_toml(settings: Settings) -> str:
+    lines = ["# boincserver project settings: values only, never secrets.",
+             "# PROJECT, BOINC_USER and PROJECT_ROOT are locked once the project exists.",
+             "[project]"]
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        # JSON's string escapes are valid TOML basic strings.
+        lines.append(f"{f.name} = {value if isinstance(value, int) else json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def load(project_dir: Path) -> Settings:
+    path = project_dir / paths.SETTINGS_FILE
+    if not path.is_file():
+        raise ProjectError(
+            f"{project_dir} is not a boincserver project (no {paths.SETTINGS_FILE})",
+            advice=f"create one with `boincserver init {project_dir}`, or pass --project-dir",
+        )
+    try:
+        data = tomllib.loads(path.read_text())["project"]
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
+        raise ProjectError(f"{path} cannot be read ({exc}): fix the file or run `boincserver init` anew") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ProjectError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return Settings(**data)
+    except TypeError as exc:
+        raise ProjectError(f"{path}: {exc}") from None
+
+
+def locked_changes(recorded: dict[str, str], settings: Settings) -> dict[str, tuple[str, str]]:
+    """Locked values that differ from the ones the project was created with."""
+    return {k: (recorded[k], getattr(settings, k)) for k in LOCKED
+            if k in recorded and recorded[k] != getattr(settings, k)}
+
+
+def as_dict(settings: Settings) -> dict:
+    return asdict(settings)

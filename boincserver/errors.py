@@ -34,7 +34,7 @@ class DockerError(BoincServerError):
     """A docker or docker compose command failed; keeps the command and what it printed."""
 
     def __init__(self, command: list[str], returncode: int | None, stderr: str, stdout: str = ""):
-        self.command = list(command)
+        self.command = [str(c) for c in command]
         self.returncode = returncode
         self.stderr = stderr or ""
         self.stdout = stdout or ""

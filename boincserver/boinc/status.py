@@ -1,16 +1,18 @@
-"""Reading BOINC's `bin/status -v` output.
+"""Reading BOINC's `bin/status -v` output (sched/start in server_release 1.6.2).
 
 Without a terminal bin/status prints only "BOINC is ENABLED|DISABLED" unless given -v; with
--v it prints a table of daemons, then one of tasks. A daemon row starts with its number,
-then its host, command and state columns; we keep the command's program name and whether
-the row says it is running.
+-v it prints a table of daemons, then one of tasks. A daemon row is: number, pid (0 if none),
+status (' running ', 'NOT RUNNING' or blank), lock ('locked'/'UNLOCKED'), disabled
+('yes'/'no'), then the command line.
 """
 
 from __future__ import annotations
 
 import re
 
-ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(.+?)\s{2,}(\S.*?)\s*$")
+DAEMON_ROW = re.compile(
+    r"^\s*(?P<n>\d+)\s+(?P<pid>\d+)\s+(?P<status>running|NOT RUNNING|)\s*"
+    r"\s(?P<lock>locked|UNLOCKED)\s+(?P<disabled>yes|no)\s+(?P<command>\S.*?)\s*$")
 
 
 def enabled(output: str) -> bool | None:
@@ -22,24 +24,23 @@ def enabled(output: str) -> bool | None:
 
 
 def parse(output: str) -> list[dict]:
-    """The daemon table as [{"name", "command", "host", "state", "running"}]."""
+    """The daemon table as [{"name", "command", "pid", "running", "locked", "disabled"}]."""
     daemons = []
-    section = None
+    in_daemons = False
     for line in output.splitlines():
-        header = line.strip().upper()
-        if header.startswith("DAEMON"):
-            section = "daemons"
+        if line.startswith("DAEMON"):
+            in_daemons = True
             continue
-        if header.startswith("TASK"):
-            section = "tasks"
-            continue
-        if section != "daemons":
-            continue
-        m = ROW.match(line)
-        if not m:
-            continue
-        _num, host, command, state = m.groups()
-        name = command.split()[0]
-        daemons.append({"name": name, "command": command.strip(), "host": host, "state": state.strip(),
-                        "running": state.strip().lower().startswith("running")})
+        if line.startswith("TASK"):
+            break
+        m = DAEMON_ROW.match(line) if in_daemons else None
+        if m:
+            daemons.append({
+                "name": m["command"].split()[0],
+                "command": m["command"],
+                "pid": int(m["pid"]) or None,
+                "running": m["status"] == "running",
+                "locked": m["lock"] == "locked",
+                "disabled": m["disabled"] == "yes",
+            })
     return daemons

@@ -65,7 +65,7 @@ def init(
 @app.command()
 def build(
     boinc_src: Optional[str] = typer.Option(None, help="BOINC source: a git checkout or a release tarball (offline builds)."),
-    force: bool = typer.Option(False, help="Rebuild even what is up to date."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even what is up to date."),
 ):
     """Build the base images that are missing or outdated, then the project's images."""
     from boincserver import project as core
@@ -130,7 +130,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
 @app.command()
 def logs(
     services: List[str] = typer.Argument(None, help="Services (default: all)."),
-    follow: bool = typer.Option(False, "--follow", "-f"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     tail: Optional[str] = typer.Option(None, help="Lines from the end of each log."),
 ):
     """Show the services' logs."""
@@ -149,7 +149,8 @@ def exec_(
 
 
 @app.command()
-def shell(service: str = typer.Argument("apache"), root_user: bool = typer.Option(False, "--root")):
+def shell(service: str = typer.Argument("apache", help="mysql, apache or makeproject."),
+          root_user: bool = typer.Option(False, "--root", help="As root instead of the BOINC user.")):
     """An interactive shell in a running service."""
     raise typer.Exit(_run_in(service, ["bash"], root_user, tty=True))
 

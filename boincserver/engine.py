@@ -186,8 +186,26 @@ class Engine:
     def compose_build(self, services: list[str] | None, on_line: LineSink | None) -> None:
         self.stream(["build", *(services or [])], on_line, compose=True)
 
+    def ensure_default_network(self) -> None:
+        """Create the project's network before Compose does.
+
+        Compose v5 may create it twice at once against an older engine (seen with Docker
+        20.10, which does not refuse a second network of the same name); the next call then
+        fails with "network ... is ambiguous". Made here first, with Compose's labels, it is
+        simply reused. Duplicates left by an earlier run are removed.
+        """
+        name = f"{self.docker.client_config.compose_project_name}_default"
+        found = [n for n in self._call(self.docker.network.list) if n.name == name]
+        for extra in found[1:]:
+            self._call(self.docker.network.remove, extra)
+        if not found:
+            self._call(self.docker.network.create, name, labels={
+                "com.docker.compose.network": "default",
+                "com.docker.compose.project": self.docker.client_config.compose_project_name})
+
     def compose_up(self, services: list[str] | None, on_line: LineSink | None,
                    env: dict[str, str] | None = None) -> None:
+        self.ensure_default_network()
         self.stream(["up", "--detach", "--no-build", "--wait", *(services or [])], on_line,
                     compose=True, env={**self.build_env(), **(env or {})})
 

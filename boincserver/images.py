@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -106,14 +107,17 @@ def debian_mirror() -> str | None:
     """The Debian mirror this machine's apt is configured with (never a written-in host)."""
     for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
         for line in source.read_text().splitlines():
-            if line.startswith("URIs:") and line.rstrip("/").endswith("/debian"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("URIs:"):
+                for uri in line.split(":", 1)[1].split():
+                    if uri.rstrip("/").endswith("/debian"):
+                        return uri
     legacy = Path("/etc/apt/sources.list")
     if legacy.is_file():
         for line in legacy.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and parts[1].rstrip("/").endswith("/debian"):
-                return parts[1]
+            # deb [option=value ...] URI suite components
+            words = re.sub(r"\[[^\]]*\]", " ", line).split()
+            if len(words) >= 3 and words[0] == "deb" and words[1].rstrip("/").endswith("/debian"):
+                return words[1]
     return None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -20,7 +21,7 @@ from typing import Callable, Protocol
 from boincserver import boinc_source, images, paths, pins, render
 from boincserver.boinc import status as boinc_status
 from boincserver.engine import Engine
-from boincserver.errors import EnvironmentProblem, InvalidInput, ProjectError
+from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
 from boincserver.settings import LOCKED, Settings, load, locked_changes, to_toml
 
 SERVICES = ("mysql", "makeproject", "apache")
@@ -58,6 +59,9 @@ def init(project_dir: Path, settings: Settings) -> list[render.Written]:
         raise InvalidInput(f"{project_dir.parent} does not exist; create it first or choose another place")
     # Write everything into a sibling folder, then move it into place: no half-made project.
     staging = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a project folder follows the umask
     try:
         written = render.write_project(staging, settings, initial=True)
         (staging / paths.SETTINGS_FILE).write_text(to_toml(settings))
@@ -176,8 +180,10 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
           force: bool = False) -> BuildResult:
     """Build the base images that are missing or outdated, then the project's images."""
     result = BuildResult()
+    # A source the user names is checked at once, whether or not BOINC needs compiling.
+    given = boinc_source.resolve(boinc_src) if boinc_src else None
     result.base_built = images.build_base_images(
-        project.engine, lambda: boinc_source.resolve(boinc_src, on_progress=_download_progress(reporter)),
+        project.engine, lambda: given or boinc_source.resolve(on_progress=_download_progress(reporter)),
         reporter.line, reporter.step, force=force)
     from boincserver import __version__
     for service in SERVICES:
@@ -218,13 +224,12 @@ class UpResult:
 def up(project: Project, reporter: Reporter, url_base: str | None = None, http_port: int | None = None,
        boinc_src: str | None = None, timeout: float = 300) -> UpResult:
     started = time.monotonic()
-    try:
-        new = project.settings.with_changes(url_base=url_base, http_port=http_port)
-    except InvalidInput:
-        raise
+    new = project.settings.with_changes(url_base=url_base, http_port=http_port)
     check_docker(project.engine)
     check_locked(project, new)
     check_port_free(project, new.http_port)
+    if boinc_src:  # verified before anything is written
+        boinc_src = str(boinc_source.resolve(boinc_src))
     write_settings(project, new)
     build(project, reporter, boinc_src=boinc_src)
     reporter.step("starting mysql, creating or updating the project, starting apache")
@@ -268,7 +273,9 @@ def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
     while time.monotonic() < deadline:
         home = http_get(f"{base}/{settings.project}/", host)
         sched = http_get(f"{base}/{settings.project}_cgi/cgi", host)
-        if home[0] == 200 and sched[0] == 200:
+        # Right after a restart the scheduler says <project_is_down/> until bin/start has
+        # removed the stop file bin/stop left; the project serves only after that.
+        if home[0] == 200 and sched[0] == 200 and "<project_is_down/>" not in sched[1]:
             return
         time.sleep(1)
     raise ProjectError(
@@ -289,9 +296,21 @@ def status(project: Project) -> dict:
     daemons = []
     raw = ""
     if apache_up:
-        raw = str(project.engine.compose_exec(
-            "apache", ["bin/status", "-v"], tty=False, user=project.settings.boinc_user,
-            workdir=project.settings.project_root, capture=True))
+        raw = bin_status(project)
         daemons = boinc_status.parse(raw)
     return {"project": project.settings.project, "master_url": project.settings.master_url,
             "services": services, "daemons": daemons, "bin_status": raw}
+
+
+def bin_status(project: Project, wait: float = 20.0) -> str:
+    """BOINC's `bin/status -v`; it refuses while bin/start holds its lock, so wait for that."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return str(project.engine.compose_exec(
+                "apache", ["bin/status", "-v"], tty=False, user=project.settings.boinc_user,
+                workdir=project.settings.project_root, capture=True))
+        except DockerError as exc:
+            if boinc_status.START_RUNNING not in exc.stdout + exc.stderr or time.monotonic() > deadline:
+                raise
+            time.sleep(1)

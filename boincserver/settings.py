@@ -47,7 +47,8 @@ class Settings:
             object.__setattr__(self, "url_base", naming.normalise_url_base(self.url_base))
         except naming.NameError_ as exc:
             raise InvalidInput(str(exc)) from None
-        if not isinstance(self.http_port, int) or not 1 <= self.http_port <= 65535:
+        if isinstance(self.http_port, bool) or not isinstance(self.http_port, int) \
+                or not 1 <= self.http_port <= 65535:
             raise InvalidInput(f"HTTP port {self.http_port!r} is not valid: use a number from 1 to 65535")
         if not self.compose_name:
             object.__setattr__(self, "compose_name", f"boincserver-{self.project}")

@@ -6,9 +6,15 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-PROJECT_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-PROJECT_ROOT = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+PROJECT_NAME = re.compile(r"[a-z0-9_]{1,32}")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+PROJECT_ROOT = re.compile(r"(/[A-Za-z0-9._-]+)+")
+# The project name is its database's name: MariaDB's own databases are out.
+RESERVED_PROJECTS = {"mysql", "sys", "information_schema", "performance_schema", "test"}
+# Users Debian's base image and Apache already have (useradd would fail at build time).
+SYSTEM_USERS = {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+                "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "_apt", "mysql",
+                "systemd-network", "systemd-timesync", "messagebus"}
 
 
 class NameError_(ValueError):
@@ -16,30 +22,33 @@ class NameError_(ValueError):
 
 
 def check_project_name(name: str) -> str:
-    if not PROJECT_NAME.match(name or ""):
+    if not isinstance(name, str) or not PROJECT_NAME.fullmatch(name) or name in RESERVED_PROJECTS:
         raise NameError_(
             f"project name {name!r} is not valid: use 1 to 32 lowercase letters, digits or "
-            "underscores (it names the database, the web paths and the files), e.g. 'myproject'"
+            "underscores (it names the database, the web paths and the files), not one of "
+            f"MariaDB's own databases ({', '.join(sorted(RESERVED_PROJECTS))}), e.g. 'myproject'"
         )
     return name
 
 
 def check_boinc_user(user: str) -> str:
-    if not USER_NAME.match(user or "") or user == "root":
+    if not isinstance(user, str) or not USER_NAME.fullmatch(user) or user in SYSTEM_USERS:
         raise NameError_(
-            f"BOINC user {user!r} is not valid: use a Unix user name other than root "
-            "(lowercase letters, digits, '_' or '-', starting with a letter), e.g. 'boincadm'"
+            f"BOINC user {user!r} is not valid: use a new Unix user name, not a system user such as "
+            "root or www-data (lowercase letters, digits, '_' or '-', starting with a letter or "
+            "'_'), e.g. 'boincadm'"
         )
     return user
 
 
 def check_project_root(path: str) -> str:
-    if not PROJECT_ROOT.match(path or "") or path.count("/") < 2:
+    if (not isinstance(path, str) or not PROJECT_ROOT.fullmatch(path) or path.count("/") < 2
+            or any(part in (".", "..") for part in path.split("/"))):
         raise NameError_(
             f"project root {path!r} is not valid: use an absolute path of two or more plain "
-            "components (letters, digits, '.', '_', '-'), e.g. '/home/boincadm/project'"
+            "components (letters, digits, '.', '_', '-'; not '.' or '..'), e.g. '/home/boincadm/project'"
         )
-    return path.rstrip("/")
+    return path
 
 
 def _host_is_usable(host: str) -> bool:
@@ -58,7 +67,9 @@ def normalise_url_base(url: str) -> str:
     The host must contain a dot or be an IP address: Debian's boinc-client 7.20.5 refuses
     to attach to a master URL such as http://boincsrv/x/ ("Invalid URL").
     """
-    raw = (url or "").strip()
+    if not isinstance(url, str):
+        raise NameError_(f"URL {url!r} is not valid: give a text such as http://boinc.example.org")
+    raw = url.strip()
     try:
         parts = urlsplit(raw)
         port = parts.port
@@ -76,7 +87,7 @@ def normalise_url_base(url: str) -> str:
             "(BOINC clients refuse bare host names), e.g. http://127.0.0.1:8080 or "
             "http://boinc.example.org"
         )
-    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+    if parts.path.strip("/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise NameError_(
             f"URL {url!r} is not valid: give only scheme://host[:port]; the project is "
             "served at URL_BASE/<project>/"

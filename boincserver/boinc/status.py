@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import re
 
+# What bin/status says while bin/start holds the start lock (bin/start sleeps 5 s after it
+# forks the daemons).
+START_RUNNING = "start is currently running!"
+
 DAEMON_ROW = re.compile(
     r"^\s*(?P<n>\d+)\s+(?P<pid>\d+)\s+(?P<status>running|NOT RUNNING|)\s*"
     r"\s(?P<lock>locked|UNLOCKED)\s+(?P<disabled>yes|no)\s+(?P<command>\S.*?)\s*$")

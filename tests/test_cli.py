@@ -1,0 +1,174 @@
+"""The command line, without Docker: help, version, versions, init and how errors are shown."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from boincserver import __version__, cli, pins
+from boincserver.errors import BoincServerError, InvalidInput
+from boincserver.settings import load
+
+runner = CliRunner()
+
+
+def command_names(typer_app):
+    return [c.name or c.callback.__name__.replace("_", "-") for c in typer_app.registered_commands]
+
+
+COMMANDS = [[name] for name in command_names(cli.app)]
+GROUPS = {g.name: g.typer_instance for g in cli.app.registered_groups}
+COMMANDS += [[group] for group in GROUPS]
+COMMANDS += [[group, name] for group, sub in GROUPS.items() for name in command_names(sub)]
+
+
+def test_the_expected_commands_exist():
+    names = {" ".join(c) for c in COMMANDS}
+    assert {"init", "build", "up", "down", "status", "logs", "exec", "shell", "doctor", "versions",
+            "base-image", "base-image ensure"} <= names
+
+
+def test_version():
+    result = runner.invoke(cli.app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"boincserver {__version__}"
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=" ".join)
+def test_help_of_every_command(words):
+    result = runner.invoke(cli.app, [*words, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    assert words[-1] in result.output
+
+
+def test_top_level_help_lists_commands():
+    result = runner.invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("init", "up", "down", "status", "base-image"):
+        assert name in result.output
+
+
+def test_versions_json():
+    result = runner.invoke(cli.app, ["versions", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["boincserver"] == __version__
+    assert data["boinc_commit"] == pins.BOINC_COMMIT
+    assert data["boinc_release"] == pins.BOINC_RELEASE
+    assert data["base_os_image"] == pins.BASE_OS_IMAGE
+    assert data["base_images"] == {n: pins.base_image(n) for n in pins.BASE_IMAGE_NAMES}
+
+
+def test_init_makes_a_project(tmp_path):
+    target = tmp_path / "demo"
+    result = runner.invoke(cli.app, ["init", str(target), "--url-base", "http://10.0.0.7:8080/",
+                                     "--http-port", "9000"])
+    assert result.exit_code == 0, result.output
+    s = load(target)
+    assert (s.project, s.url_base, s.http_port) == ("demo", "http://10.0.0.7:8080", 9000)
+    assert "created" in result.stdout
+    assert "boincserver up" in result.stdout
+
+
+def test_init_project_option_overrides_folder_name(tmp_path):
+    target = tmp_path / "Some-Folder"
+    result = runner.invoke(cli.app, ["init", str(target), "--project", "alpha", "--boinc-user", "alice"])
+    assert result.exit_code == 0, result.output
+    s = load(target)
+    assert (s.project, s.boinc_user, s.project_root) == ("alpha", "alice", "/home/alice/project")
+
+
+def test_init_bad_url_surfaces_as_invalid_input(tmp_path):
+    target = tmp_path / "demo"
+    result = runner.invoke(cli.app, ["init", str(target), "--url-base", "http://boincsrv/"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InvalidInput)
+    assert "dot" in str(result.exception)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- main(): what a user sees --------------------------------------------------------------------
+def run_main(monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["boincserver", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code
+
+
+def test_main_bad_url(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "demo"
+    code = run_main(monkeypatch, "init", str(target), "--url-base", "http://boincsrv/")
+    out = capsys.readouterr()
+    assert code == 1
+    assert out.err.startswith("Error: ")
+    assert "dot" in out.err and "Traceback" not in out.err
+    assert out.out == ""
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_main_bad_project_name_from_folder(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "My-Project"
+    code = run_main(monkeypatch, "init", str(target))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Error: " in err and "project name" in err
+    assert not target.exists()
+
+
+def test_main_bad_port(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "demo"
+    code = run_main(monkeypatch, "init", str(target), "--http-port", "70000")
+    assert code == 1
+    assert "HTTP port" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_main_non_empty_folder(tmp_path, monkeypatch, capsys, take_snapshot):
+    target = tmp_path / "demo"
+    target.mkdir()
+    (target / "mine.txt").write_text("mine\n")
+    before = take_snapshot(tmp_path)
+    code = run_main(monkeypatch, "init", str(target))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Error: " in err and "not empty" in err
+    assert "Fix: " in err
+    assert take_snapshot(tmp_path) == before
+
+
+def test_main_outside_a_project(tmp_path, monkeypatch, capsys):
+    code = run_main(monkeypatch, "-C", str(tmp_path), "status")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Error: " in err and "not a boincserver project" in err
+    assert "Fix: " in err and "boincserver init" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_main_version(monkeypatch, capsys):
+    code = run_main(monkeypatch, "--version")
+    assert code in (0, None)
+    assert capsys.readouterr().out.strip() == f"boincserver {__version__}"
+
+
+def test_main_success_exits_zero(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "demo"
+    code = run_main(monkeypatch, "init", str(target))
+    assert code in (0, None)
+    assert load(target).project == "demo"
+    assert capsys.readouterr().err == ""
+
+
+def test_errors_share_one_family():
+    from boincserver import errors
+    for cls in (errors.InvalidInput, errors.ProjectError, errors.SourceError, errors.EnvironmentProblem,
+                errors.DockerError):
+        assert issubclass(cls, BoincServerError)
+    err = errors.DockerError(["docker", "compose", "up"], 3, "line1\nboom\n")
+    assert "docker compose up" in str(err) and "exit 3" in str(err) and "boom" in str(err)

@@ -1,0 +1,120 @@
+"""boincserver's base images: the digest of their inputs and their build contexts (no Docker)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from boincserver import __version__, images, paths, pins
+
+
+def test_inputs_digest_is_stable():
+    for name in pins.BASE_IMAGE_NAMES:
+        d = images.inputs_digest(name)
+        assert re.fullmatch(r"[0-9a-f]{64}", d)
+        assert images.inputs_digest(name) == d
+
+
+def test_inputs_digest_differs_between_images():
+    digests = {n: images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES}
+    assert digests["mysql"] != digests["makeproject"]
+    assert len(set(digests.values())) == len(digests)
+
+
+def test_inputs_digest_follows_the_base_os_image():
+    assert images.inputs_digest("mysql", "debian:other-tag") != images.inputs_digest("mysql")
+
+
+def test_inputs_digest_follows_the_pinned_commit(monkeypatch):
+    before = images.inputs_digest("makeproject")
+    monkeypatch.setattr(pins, "BOINC_COMMIT", "0" * 40)
+    assert images.inputs_digest("makeproject") != before
+
+
+def test_labels_for():
+    labels = images.labels_for("apache", "abc")
+    assert labels[images.INPUTS_LABEL] == "abc"
+    assert labels["org.boincserver.boinc-commit"] == pins.BOINC_COMMIT
+    assert labels["org.opencontainers.image.version"] == __version__
+
+
+def test_make_context_makeproject(tmp_path):
+    tarball = tmp_path / "boinc.tar.gz"
+    tarball.write_bytes(b"fake tarball bytes")
+    ctx = images.make_context("makeproject", tmp_path / "ctx", tarball)
+    assert ctx == tmp_path / "ctx"
+    assert (ctx / "Dockerfile").is_file()
+    assert (ctx / "boinc-src.tar.gz").read_bytes() == b"fake tarball bytes"
+    assert tarball.read_bytes() == b"fake tarball bytes"
+    lib = ctx / "lib" / "boincserver"
+    assert (lib / "boinc" / "substitution.py").is_file()
+    assert (lib / "boinc" / "naming.py").is_file()
+    assert (lib / "__init__.py").read_text() == f'__version__ = "{__version__}"\n'
+    assert not [p for p in ctx.rglob("__pycache__")]
+    # The whole image folder is in the context.
+    src = paths.data_dir("images") / "makeproject"
+    for f in src.rglob("*"):
+        if f.is_file():
+            assert (ctx / f.relative_to(src)).read_bytes() == f.read_bytes()
+
+
+def test_make_context_mysql_has_no_boinc(tmp_path):
+    ctx = images.make_context("mysql", tmp_path / "ctx", None)
+    assert (ctx / "Dockerfile").is_file()
+    assert not (ctx / "boinc-src.tar.gz").exists()
+    assert not (ctx / "lib").exists()
+
+
+def test_debian_mirror_of_this_machine():
+    mirror = images.debian_mirror()
+    assert mirror is None or (isinstance(mirror, str) and mirror.rstrip("/").endswith("/debian"))
+
+
+# -- debian_mirror on made-up apt configurations (addresses from RFC 5737's documentation range) --
+MIRROR = "http://192.0.2.10/debian"
+
+
+@pytest.fixture
+def apt_root(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    (root / "etc/apt/sources.list.d").mkdir(parents=True)
+    monkeypatch.setattr(images, "Path", lambda p: root / str(p).lstrip("/"))
+    return root / "etc/apt"
+
+
+def test_debian_mirror_none_without_sources(apt_root):
+    assert images.debian_mirror() is None
+
+
+def test_debian_mirror_from_deb822(apt_root):
+    (apt_root / "sources.list.d/debian.sources").write_text(
+        "Types: deb\nURIs: http://192.0.2.11/debian-security\nSuites: bookworm-security\n\n"
+        f"Types: deb\nURIs: {MIRROR}\nSuites: bookworm bookworm-updates\nComponents: main\n")
+    assert images.debian_mirror() == MIRROR
+
+
+def test_debian_mirror_from_sources_list(apt_root):
+    (apt_root / "sources.list").write_text(
+        "# deb http://192.0.2.99/debian bookworm main\n"
+        "deb-src http://192.0.2.98/debian bookworm main\n"
+        f"deb {MIRROR}/ bookworm main\n")
+    assert images.debian_mirror() == MIRROR + "/"
+
+
+def test_debian_mirror_ignores_other_repositories(apt_root):
+    (apt_root / "sources.list").write_text("deb http://192.0.2.12/ubuntu jammy main\n")
+    (apt_root / "sources.list.d/other.sources").write_text("URIs: http://192.0.2.13/apt\n")
+    assert images.debian_mirror() is None
+
+
+def test_debian_mirror_from_sources_list_with_options(apt_root):
+    (apt_root / "sources.list").write_text(f"deb [arch=amd64] {MIRROR} bookworm main\n")
+    assert images.debian_mirror() == MIRROR
+
+
+def test_debian_mirror_from_deb822_with_two_uris(apt_root):
+    (apt_root / "sources.list.d/debian.sources").write_text(
+        f"Types: deb\nURIs: {MIRROR} http://192.0.2.14/debian\nSuites: bookworm\n")
+    assert images.debian_mirror() == MIRROR

@@ -145,5 +145,40 @@ def ensure_os_image(engine: Engine, tag: str = pins.BASE_OS_IMAGE,
         if done.returncode != 0:
             raise EnvironmentProblem(f"debootstrap failed: {done.stderr.strip()[-500:]}",
                                      advice="check that this machine reaches Debian's package mirror")
+        slim_rootfs(rootfs)
         engine.import_rootfs(rootfs, tag)
     return "debootstrapped"
+
+
+# What Debian's own -slim images leave out, and their apt settings for containers.
+SLIM_DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+APT_DOCKER_CLEAN = """DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";
+"""
+
+
+def slim_rootfs(rootfs: Path) -> None:
+    """Make a debootstrapped tree like Debian's -slim image: no docs, no apt caches."""
+    (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(SLIM_DPKG_EXCLUDES)
+    (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_DOCKER_CLEAN)
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
+                    "usr/share/man/*", "usr/share/info/*", "var/log/*.log"):
+        for path in rootfs.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+    for doc in (rootfs / "usr/share/doc").glob("*"):
+        for entry in doc.iterdir() if doc.is_dir() else []:
+            if entry.name != "copyright":
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    for locale in (rootfs / "usr/share/locale").glob("*"):
+        if locale.name != "locale.alias":
+            shutil.rmtree(locale) if locale.is_dir() and not locale.is_symlink() else locale.unlink()

@@ -29,6 +29,9 @@ class Console:
         typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
     def error(self, message: str, advice: str | None) -> None:
-        typer.secho(f"Error: {message}", err=True, fg="red" if self.tty else None)
-        if advice:
-            typer.secho(f"Fix: {advice}", err=True)
+        # One line for the problem and its fix; a failed command's own output follows it.
+        first, _, rest = message.partition("\n")
+        line = f"Error: {first}" + (f" Fix: {advice}" if advice else "")
+        typer.secho(line, err=True, fg="red" if self.tty else None)
+        if rest:
+            typer.echo(rest, err=True)

@@ -56,7 +56,7 @@ def run_all(project_dir: Path) -> list[Check]:
         checks.append(Check("docker engine", False, str(exc), exc.advice))
         return checks
     try:
-        checks.append(Check("compose plugin", True, f"docker compose {eng.check_compose()}"))
+        checks.append(Check("compose plugin", True, eng.check_compose()))
     except BoincServerError as exc:
         checks.append(Check("compose plugin", False, str(exc), exc.advice))
     base_state = images.base_images_state(eng)

@@ -34,7 +34,8 @@ def _files(folder: Path) -> list[Path]:
 def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
     h = hashlib.sha256()
     h.update(f"{name}\0{base_os_image}\0{pins.BOINC_COMMIT}\0".encode())
-    folders = [paths.data_dir("images") / name] + ([BOINC_LIB] if name == "makeproject" else [])
+    folders = [paths.data_dir("images") / name, paths.data_dir("images") / "common"]
+    folders += [BOINC_LIB] if name == "makeproject" else []
     for folder in folders:
         for f in _files(folder):
             h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -54,6 +55,7 @@ def labels_for(name: str, digest: str) -> dict[str, str]:
 def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
     """Assemble the build context of one base image in `into`."""
     shutil.copytree(paths.data_dir("images") / name, into, dirs_exist_ok=True)
+    shutil.copytree(paths.data_dir("images") / "common", into / "common", dirs_exist_ok=True)
     if name == "makeproject":
         assert boinc_tarball is not None
         target = into / "boinc-src.tar.gz"

@@ -111,6 +111,7 @@ def test_url_change_reaches_files_database_and_scheduler_without_rebuild(stack: 
 
 def test_plain_compose_applies_url_base(stack: Stack):
     third = f"http://127.0.0.3:{stack.port}"
+    compose(stack.dir, "build")
     compose(stack.dir, "up", "-d", "--wait", env={"URL_BASE": third})
     assert config_value(stack, "master_url") == f"{third}/{stack.project}/"
     # boincserver's own setting wins again at its next up.
@@ -205,3 +206,14 @@ def test_doctor_is_happy_with_a_running_project(stack: Stack):
     checks = {c["name"]: c for c in json.loads(done.stdout)}
     assert checks["docker engine"]["ok"] and checks["compose plugin"]["ok"]
     assert checks["http port"]["ok"] and "this project's" in checks["http port"]["detail"]
+
+
+def test_exec_logs_and_shell_reach_the_services(stack: Stack):
+    done = run_cli("exec", "apache", "sh", "-c", "whoami; pwd", cwd=stack.dir)
+    assert done.stdout.split() == ["boincadm", "/home/boincadm/project"]
+    assert run_cli("exec", "--root", "apache", "whoami", cwd=stack.dir).stdout.strip() == "root"
+    logs = run_cli("logs", "--tail", "50", "makeproject", cwd=stack.dir).stdout
+    assert "[makeproject] ready:" in logs
+    done = subprocess.run([*__import__("sys").executable.split(), "-m", "boincserver", "shell"], cwd=stack.dir,
+                          input="echo inside-$(hostname)\n", capture_output=True, text=True, timeout=60)
+    assert "inside-boincserver" in done.stdout

@@ -7,7 +7,6 @@ The advice strings are the ones the other commands print when they hit the same 
 from __future__ import annotations
 
 import shutil
-import socket
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +23,6 @@ class Check:
     ok: bool
     detail: str
     fix: str | None = None
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
 
 
 def _github_reachable() -> bool:
@@ -85,20 +74,16 @@ def run_all(project_dir: Path) -> list[Check]:
     if free is not None:
         checks.append(Check("free disk", free >= MIN_FREE_DISK, f"{free / (1 << 30):.1f} GiB free for Docker",
                             None if free >= MIN_FREE_DISK else "free at least 10 GiB: `docker system prune`"))
-    port = 8080
-    running = False
+    port, ours = 8080, False
     if (project_dir / paths.SETTINGS_FILE).is_file():
         from boincserver import project as core
-        from boincserver.settings import load
-        settings = load(project_dir)
-        port = settings.http_port
-        p = core.Project(project_dir.absolute(), settings, engine_mod.Engine(project_dir.absolute(), settings.compose_name))
-        running = any(r["service"] == "apache" and r["state"] == "running" for r in p.engine.compose_ps())
-    if running:
+        p = core.open_project(project_dir, lambda d, name: engine_mod.Engine(d, name))
+        port, ours = p.settings.http_port, core.port_is_ours(p, p.settings.http_port)
+    from boincserver.project import ADVICE_PORT, port_is_free
+    if ours:
         checks.append(Check("http port", True, f"port {port} is this project's"))
-    elif _port_free(port):
+    elif port_is_free(port):
         checks.append(Check("http port", True, f"port {port} is free"))
     else:
-        checks.append(Check("http port", False, f"port {port} is taken",
-                            "free it, or `boincserver up --http-port PORT`"))
+        checks.append(Check("http port", False, f"port {port} is taken", ADVICE_PORT))
     return checks

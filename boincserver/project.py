@@ -135,21 +135,30 @@ def check_locked(project: Project, settings: Settings | None = None) -> None:
                     "`boincserver down --volumes --yes` deletes the project and its data, then `boincserver up`"))
 
 
-def check_port_free(project: Project, port: int) -> None:
-    """Refuse a host port that something other than this project's apache holds."""
-    for row in project.engine.compose_ps():
-        if row["service"] == "apache" and row["state"] == "running":
-            published = project.engine.compose_port("apache", 80)
-            if published and published.rsplit(":", 1)[-1] == str(port):
-                return
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("0.0.0.0", port))
+            return True
         except OSError:
-            raise EnvironmentProblem(
-                f"port {port} is already taken on this machine",
-                advice=f"free it, or choose another: `boincserver up --http-port PORT`") from None
+            return False
+
+
+def port_is_ours(project: Project, port: int) -> bool:
+    """True if this project's running apache is what holds the port."""
+    running = any(r["service"] == "apache" and r["state"] == "running" for r in project.engine.compose_ps())
+    published = project.engine.compose_port("apache", 80) if running else None
+    return bool(published) and published.rsplit(":", 1)[-1] == str(port)
+
+
+ADVICE_PORT = "free it, or choose another: `boincserver up --http-port PORT`"
+
+
+def check_port_free(project: Project, port: int) -> None:
+    """Refuse a host port that something other than this project's apache holds."""
+    if not port_is_ours(project, port) and not port_is_free(port):
+        raise EnvironmentProblem(f"port {port} is already taken on this machine", advice=ADVICE_PORT)
 
 
 def write_settings(project: Project, settings: Settings) -> None:

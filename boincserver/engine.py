@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
@@ -213,6 +214,29 @@ class Engine:
         """Run a one-shot service to its end (after its dependencies), removing it after."""
         self.stream(["run", "--rm", "--no-TTY", service], on_line, compose=True)
 
+    def compose_run_capture(self, service: str, command: list[str], *, stdin: bytes | None = None,
+                            env: dict[str, str] | None = None) -> bytes:
+        """A one-shot container of `service` (its dependencies started): its stdout, as bytes.
+
+        Secrets travel through stdin and stdout, never on a command line.
+        """
+        cmd = self._compose_cmd() + ["run", "--rm", "--no-TTY", "--quiet-pull"]
+        for k, v in (env or {}).items():
+            cmd += ["-e", f"{k}={v}"]
+        done = subprocess.run(cmd + [service] + command, input=stdin or b"", capture_output=True)
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace")
+            problem = _problem_from(DockerException(cmd, done.returncode, done.stdout, done.stderr))
+            if isinstance(problem, DockerError):
+                # Only the job's own error lines: the command holds no secret, its stdout might.
+                lines = [l for l in err.splitlines() if "error" in l.lower()] or err.splitlines()[-5:]
+                raise DockerError(cmd + [service] + command, done.returncode, "\n".join(lines))
+            raise problem
+        return done.stdout
+
+    def compose_restart(self, services: list[str], on_line: LineSink | None) -> None:
+        self.stream(["restart", *services], on_line, compose=True)
+
     def compose_down(self, volumes: bool, on_line: LineSink | None) -> None:
         self.stream(["down", *(["--volumes"] if volumes else [])], on_line, compose=True)
 
@@ -255,3 +279,80 @@ class Engine:
         except subprocess.CalledProcessError:
             return None
         return out or None
+
+    # -- apps and jobs: streams into and out of the services -------------------------------
+    def compose_exec_io(self, service: str, command: list[str], *, user: str | None = None,
+                        workdir: str | None = None, feed: Callable[[IO[bytes]], None] | None = None,
+                        consume: Callable[[IO[bytes]], object] | None = None) -> tuple[int, object, str]:
+        """`docker compose exec -T`: `feed` writes its stdin (a tar stream, say) while `consume`
+        reads its stdout (default: all of it, as bytes). Returns (exit code, what consume
+        returned, stderr). A feed cut short because the command exited is not an error here:
+        the caller reads the exit code and stderr."""
+        cmd = self._compose_cmd() + ["exec", "-T"]
+        if user:
+            cmd += ["--user", user]
+        if workdir:
+            cmd += ["--workdir", workdir]
+        cmd += [service] + list(command)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise DockerError(cmd, None, str(exc)) from None
+        got: dict[str, object] = {}
+
+        def read_out():
+            try:
+                got["out"] = consume(proc.stdout) if consume else proc.stdout.read()
+            except BaseException as exc:  # handed to the caller's thread below
+                got["error"] = exc
+                proc.stdout.read()
+
+        def read_err():
+            got["err"] = proc.stderr.read()
+
+        threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            if feed:
+                try:
+                    feed(proc.stdin)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            rc = proc.wait()
+            for t in threads:
+                t.join()
+        err = got.get("err", b"").decode(errors="replace")
+        if rc != 0:
+            problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))
+            if isinstance(problem, EnvironmentProblem) or "is not running" in err or "No such service" in err:
+                raise problem if isinstance(problem, EnvironmentProblem) else DockerError(cmd, rc, err)
+        if "error" in got and rc == 0:
+            raise got["error"]  # type: ignore[misc]
+        return rc, got.get("out"), err
+
+    def compose_run_output(self, service: str, command: list[str], entrypoint: str) -> bytes:
+        """A one-shot container of `service` without its dependencies: its stdout as bytes."""
+        cmd = self._compose_cmd() + ["run", "--rm", "--no-deps", "-T", "--entrypoint", entrypoint,
+                                     service] + list(command)
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise DockerError(cmd, done.returncode, done.stderr.decode(errors="replace"))
+        return done.stdout
+
+    def image_file(self, image: str, path: str) -> bytes | None:
+        """A file's bytes from an image, read by a throwaway container; None if absent."""
+        cmd = self._base_cmd() + ["run", "--rm", "--network", "none", "--entrypoint", "sh", image,
+                                  "-c", 'test -f "$0" && exec cat "$0"; exit 3', path]
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode == 3:
+            return None
+        if done.returncode != 0:
+            raise DockerError(cmd, done.returncode, done.stderr.decode(errors="replace"))
+        return done.stdout

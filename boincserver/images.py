@@ -22,6 +22,11 @@ from boincserver.errors import EnvironmentProblem
 
 INPUTS_LABEL = "org.boincserver.inputs"
 BOINC_LIB = paths.PACKAGE_DIR / "boinc"
+CATALOGUE_MODULE = paths.PACKAGE_DIR / "catalogue.py"
+
+
+def catalogue_file() -> Path:
+    return paths.data_dir("secrets") / "catalogue.toml"
 
 ADVICE_OS_IMAGE = ("`boincserver base-image ensure` (pulls it, or where no registry answers builds "
                    "it with debootstrap: needs root and `apt-get install debootstrap`)")
@@ -35,10 +40,15 @@ def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
     h = hashlib.sha256()
     h.update(f"{name}\0{base_os_image}\0{pins.BOINC_COMMIT}\0".encode())
     folders = [paths.data_dir("images") / name, paths.data_dir("images") / "common"]
-    folders += [BOINC_LIB] if name == "makeproject" else []
+    extra = []
+    if name == "makeproject":
+        folders.append(BOINC_LIB)
+        extra = [CATALOGUE_MODULE, catalogue_file()]
     for folder in folders:
         for f in _files(folder):
             h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in extra:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -65,7 +75,9 @@ def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
             shutil.copyfile(boinc_tarball, target)
         lib = into / "lib" / "boincserver"
         shutil.copytree(BOINC_LIB, lib / "boinc", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copyfile(CATALOGUE_MODULE, lib / "catalogue.py")
         (lib / "__init__.py").write_text(f'__version__ = "{__version__}"\n')
+        shutil.copyfile(catalogue_file(), into / "catalogue.toml")
     return into
 
 

@@ -48,7 +48,10 @@ def environment() -> jinja2.Environment:
 def context(settings: Settings) -> dict:
     from boincserver import __version__
 
+    from boincserver import catalogue
+    secrets = catalogue.load(paths.data_dir("secrets") / "catalogue.toml")
     return {
+        "hidden_from_apache": catalogue.hidden_from(secrets, "apache"),
         "s": settings,
         "version": __version__,
         "pins": pins,

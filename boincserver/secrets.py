@@ -1,0 +1,199 @@
+"""`boincserver secrets`: the project's secrets, driven by the catalogue in secrets/.
+
+The values live in the secrets volume and are handled by the makeproject image's vault
+(images/makeproject/vault.py), run as a one-shot container; they reach this process only
+through its stdin and stdout (for --reveal, backup, and key export), never a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as rand
+from pathlib import Path
+
+from boincserver import paths
+from boincserver.boinc import keys
+from boincserver.catalogue import load as load_catalogue
+from boincserver.errors import InvalidInput, ProjectError
+
+VAULT = ["boincserver-project-setup", "secrets"]
+FAULT_ENV = "BOINCSERVER_FAULT_AFTER"
+BACKUP_MAGIC = b"BOINCSERVER-SECRETS-BACKUP-1\n"
+# Secrets whose new value the running daemons or Apache's mounts only see after a restart.
+RESTART_AFTER = {"db", "upload", "code_sign", "ops", "recaptcha", "mail"}
+
+
+def catalogue():
+    return load_catalogue(paths.data_dir("secrets") / "catalogue.toml")
+
+
+def _vault(project, args: list[str], stdin: bytes | None = None) -> bytes:
+    env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else None
+    return project.engine.compose_run_capture("makeproject", VAULT + args, stdin=stdin, env=env)
+
+
+def _json(project, args: list[str], stdin: bytes | None = None) -> dict:
+    return json.loads(_vault(project, args, stdin).decode())
+
+
+def _restart_apache(project, reporter) -> None:
+    from boincserver import project as core
+    running = any(r["service"] == "apache" and r["state"] == "running" for r in project.engine.compose_ps())
+    if running:
+        reporter.step("restarting apache so that the daemons and Apache's mounts see the new values")
+        project.engine.compose_restart(["apache"], reporter.line)
+        core.wait_until_serving(project.settings)
+
+
+def pending_rotation(project) -> bool:
+    from boincserver import pins
+    if not project.engine.volume_exists(project.volume("secrets")):
+        return False
+    return project.engine.read_from_volume(project.volume("secrets"), "pending/rotation.json",
+                                           pins.BASE_OS_IMAGE) is not None
+
+
+def recover(project, reporter) -> list[str]:
+    """Finish a rotation a killed process left; the project works again afterwards."""
+    if not pending_rotation(project):
+        return []
+    reporter.step("an interrupted secrets rotation was found: completing it")
+    done = _json(project, ["recover"])["recovered"]
+    _restart_apache(project, reporter)
+    return done
+
+
+def show(project, reveal: bool = False) -> list[dict]:
+    return _json(project, ["show"] + (["--reveal"] if reveal else []))["secrets"]
+
+
+def rotate(project, reporter, names: list[str], value: str | None = None) -> list[str]:
+    known = set(catalogue())
+    if not names or any(n not in known and n != "all" for n in names) or ("all" in names and len(names) > 1):
+        raise InvalidInput(f"unknown secret(s) {' '.join(names)}: choose from {', '.join(sorted(known))}, or all")
+    if "code_sign" in names:
+        raise InvalidInput("the code-signing key changes with `boincserver secrets keys rotate`, "
+                           "which also publishes the key change to attached clients")
+    tokens = [n for n in names if n != "all" and catalogue()[n].kind == "token"]
+    if tokens and not value:
+        raise InvalidInput(f"{', '.join(tokens)} comes from an outside service: pass the new value on "
+                           "standard input (`... | boincserver secrets rotate NAME --stdin`)")
+    recover(project, reporter)
+    done = _json(project, ["rotate", *names], (value or "").encode() if tokens else None)["rotated"]
+    if set(done) & RESTART_AFTER:
+        _restart_apache(project, reporter)
+    return done
+
+
+def rotate_code_sign(project, reporter) -> str:
+    """New code-signing key pair; attached clients receive it signed with the old key."""
+    recover(project, reporter)
+    _json(project, ["rotate", "code_sign"])
+    _restart_apache(project, reporter)
+    return next(r["fingerprint"] for r in show(project) if r["name"] == "code_sign")
+
+
+# -- offline code signing ------------------------------------------------------------------
+def export_private_key(project, reporter, keys_dir: Path) -> str:
+    """Move the code-signing private key from the server into keys_dir; return its fingerprint."""
+    keys_dir = keys_dir.expanduser().absolute()
+    target = keys_dir / "code_sign_private"
+    if target.exists():
+        raise InvalidInput(f"{target} exists already; nothing was changed. Choose an empty folder")
+    text = _vault(project, ["export-private", "code_sign"]).decode()
+    if not text.strip():
+        raise ProjectError("the server holds no code-signing private key (already exported?)")
+    private = keys.parse_private_key(text)
+    public = keys.public_from_private(private)
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(target, text)
+    (keys_dir / "code_sign_public").write_text(keys.public_key_to_text(public))
+    # Only now that the copy is safe on this machine is the server's removed.
+    if keys.parse_private_key(target.read_text()) != private:
+        raise ProjectError(f"{target} does not read back as written; the server keeps its key")
+    _json(project, ["forget-private", "code_sign", keys.fingerprint(public)])
+    _restart_apache(project, reporter)
+    return keys.fingerprint(public)
+
+
+def make_offline_keys(keys_dir: Path) -> keys.KeyPair:
+    """At init with --offline-signing: a new pair whose private half never reaches the server."""
+    keys_dir = keys_dir.expanduser().absolute()
+    if (keys_dir / "code_sign_private").exists():
+        private = keys.parse_private_key((keys_dir / "code_sign_private").read_text())
+        return keys.KeyPair(private, keys.public_from_private(private))
+    pair = keys.generate_keypair()
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(keys_dir / "code_sign_private", keys.private_key_to_text(pair.private))
+    (keys_dir / "code_sign_public").write_text(keys.public_key_to_text(pair.public))
+    return pair
+
+
+def send_public_key(project, public_text: str) -> str:
+    return _json(project, ["set-public", "code_sign"], public_text.encode())["fingerprint"]
+
+
+def sign_files(files: list[Path], keys_dir: Path) -> list[Path]:
+    """Write FILE.sig beside each file, signed on this machine (update_versions uses them)."""
+    private = keys.parse_private_key((keys_dir.expanduser() / "code_sign_private").read_text())
+    written = []
+    for f in files:
+        sig = f.with_name(f.name + ".sig")
+        sig.write_text(keys.sign_file(f, private))
+        written.append(sig)
+    return written
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+# -- backup --------------------------------------------------------------------------------
+def _key(passphrase: str, salt: bytes) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    return Scrypt(salt=salt, length=32, n=2 ** 15, r=8, p=1).derive(passphrase.encode())
+
+
+def encrypt_backup(plain: bytes, passphrase: str) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    salt, nonce = rand.token_bytes(16), rand.token_bytes(12)
+    return BACKUP_MAGIC + salt + nonce + AESGCM(_key(passphrase, salt)).encrypt(nonce, plain, BACKUP_MAGIC)
+
+
+def decrypt_backup(blob: bytes, passphrase: str) -> bytes:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if not blob.startswith(BACKUP_MAGIC) or len(blob) < len(BACKUP_MAGIC) + 28 + 16:
+        raise InvalidInput("not a boincserver secrets backup; nothing was changed")
+    body = blob[len(BACKUP_MAGIC):]
+    salt, nonce, sealed = body[:16], body[16:28], body[28:]
+    try:
+        return AESGCM(_key(passphrase, salt)).decrypt(nonce, sealed, BACKUP_MAGIC)
+    except InvalidTag:
+        raise InvalidInput("wrong passphrase, or the backup file was changed; nothing was restored") from None
+
+
+def backup(project, file: Path, passphrase: str) -> int:
+    if file.exists():
+        raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
+    if len(passphrase) < 8:
+        raise InvalidInput("the passphrase is too short: use 8 characters or more")
+    blob = encrypt_backup(_vault(project, ["backup"]), passphrase)
+    tmp = file.with_name(file.name + ".part")
+    _write_private(tmp, "")
+    tmp.write_bytes(blob)
+    tmp.replace(file)
+    return len(blob)
+
+
+def restore(project, reporter, file: Path, passphrase: str) -> list[str]:
+    if not file.is_file():
+        raise InvalidInput(f"{file} does not exist")
+    plain = decrypt_backup(file.read_bytes(), passphrase)
+    recover(project, reporter)
+    done = _json(project, ["restore"], plain)["restored"]
+    _restart_apache(project, reporter)
+    return done

@@ -259,6 +259,25 @@ def secrets_restore(file: Path = typer.Argument(..., help="A file written by `se
     console.result("restored: " + ", ".join(done))
 
 
+@secrets_app.command("scan")
+def secrets_scan(image: List[str] = typer.Option([], "--image", help="Also scan this image (repeatable)."),
+                 json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Search every image layer and the project folder for every secret value."""
+    from boincserver import secrets
+    report = secrets.scan(_project(), image)
+    if json_out:
+        console.json(report)
+    else:
+        console.result(f"searched {len(report['images'])} images and the project folder for: "
+                       + ", ".join(report["secrets_searched"]))
+        for where, found in report["findings"].items():
+            console.result(f"FOUND {', '.join(found)} in {where}")
+        if not report["findings"]:
+            console.result("no secret found")
+    if report["findings"]:
+        raise typer.Exit(1)
+
+
 @keys_app.command("export")
 def keys_export(keys_dir: Path = typer.Argument(..., help="A folder outside every container.")):
     """Move the code-signing private key off the server into KEYS_DIR (offline signing)."""
@@ -294,6 +313,197 @@ def base_image_ensure():
     engine.check_engine()
     how = images.ensure_os_image(engine, pins.BASE_OS_IMAGE, console.step)
     console.result(f"{pins.BASE_OS_IMAGE}: {how}")
+
+
+# -- apps, jobs, results, batches -------------------------------------------------------------
+apps_app = typer.Typer(no_args_is_help=True, help="The project's BOINC applications: add, list.")
+app.add_typer(apps_app, name="app")
+batch_app = typer.Typer(no_args_is_help=True, help="Batches of jobs made by `submit`: list, abort.")
+app.add_typer(batch_app, name="batch")
+
+
+def _work_options(target_nresults, min_quorum, max_error_results, max_total_results, max_success_results,
+                  delay_bound, rsc_fpops_est, priority) -> dict:
+    return {k: v for k, v in dict(
+        target_nresults=target_nresults, min_quorum=min_quorum, max_error_results=max_error_results,
+        max_total_results=max_total_results, max_success_results=max_success_results,
+        delay_bound=delay_bound, rsc_fpops_est=rsc_fpops_est, priority=priority).items() if v is not None}
+
+
+_OPT_TARGET = typer.Option(None, help="Results made per job (create_work's default: 1).")
+_OPT_QUORUM = typer.Option(None, help="Agreeing results needed to validate a job.")
+_OPT_ERRORS = typer.Option(None, help="Failed results before the job fails (retries = N - 1).")
+_OPT_TOTAL = typer.Option(None, help="Results sent at most before the job fails.")
+_OPT_SUCCESS = typer.Option(None, help="Successful results at most before the job fails.")
+_OPT_DELAY = typer.Option(None, help="Seconds a client has to return a result.")
+_OPT_FPOPS = typer.Option(None, help="Estimated floating-point operations of a job.")
+_OPT_PRIORITY = typer.Option(None, help="Higher priorities are sent first.")
+
+
+@apps_app.command("add")
+def app_add(
+    name: str = typer.Argument(..., help="The app's short name (lowercase letters, digits, '_')."),
+    exe: Optional[Path] = typer.Option(None, help="The executable (for --wrapper: the program the wrapper runs)."),
+    platform: str = typer.Option("x86_64-pc-linux-gnu", help="BOINC platform of the executable[__plan_class]."),
+    wrapper: bool = typer.Option(False, "--wrapper", help="Run --exe under BOINC's wrapper (job.xml generated)."),
+    example: Optional[str] = typer.Option(None, help="Install a ready app of examples/ (uppercase, wordcount)."),
+    inputs: List[str] = typer.Option([], "--input", help="An input file's name as the app opens it (repeatable; default: in)."),
+    outputs: List[str] = typer.Option([], "--output", help="An output file's name (repeatable; default: out)."),
+    friendly_name: Optional[str] = typer.Option(None, help="The name volunteers see."),
+    wrapper_args: Optional[str] = typer.Option(None, help="--wrapper: the program's command line."),
+    keys_dir: Optional[Path] = typer.Option(None, help="Sign with the offline code_sign_private in this folder."),
+    validator: str = typer.Option("sample_trivial_validator", help="The validator daemon ('' for none)."),
+    assimilator: str = typer.Option("sample_assimilator", help="The assimilator daemon ('' for none)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Install an app (or its next version): files signed, registered, validator and assimilator set."""
+    from boincserver import apps
+    from boincserver.boinc.apps import AppSpec
+    from boincserver.errors import InvalidInput
+    if example:
+        if exe:
+            raise InvalidInput("give --example or --exe, not both")
+        spec = apps.load_example(example, name)
+    else:
+        spec = AppSpec(name=name, exe=str(exe) if exe else "", wrapper=wrapper)
+    spec.platform = platform
+    spec.inputs = list(inputs) or spec.inputs
+    spec.outputs = list(outputs) or spec.outputs
+    spec.friendly_name = friendly_name or spec.friendly_name
+    spec.wrapper_command_line = wrapper_args or spec.wrapper_command_line
+    spec.validator, spec.assimilator = validator, assimilator
+    result = apps.add(_project(), spec, keys_dir / "code_sign_private" if keys_dir else None)
+    if json_out:
+        console.json(result.__dict__)
+        return
+    console.result(f"app {result.app} version {result.version} ({result.platform}) installed in "
+                   f"{result.seconds:.1f}s, signed with {result.signed_with}")
+    for daemon in result.daemons_added:
+        console.result(f"  daemon added: {daemon}")
+
+
+@apps_app.command("list")
+def app_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """The project's apps, their versions and daemons."""
+    from boincserver import apps
+    data = apps.list_apps(_project())
+    if json_out:
+        console.json(data)
+        return
+    for a in data:
+        versions = ", ".join(f"{v['version'] // 100}.{v['version'] % 100:02d} {v['platform']}"
+                             + (f"__{v['plan_class']}" if v["plan_class"] else "") for v in a["versions"])
+        console.result(f"{a['name']:16} {versions or 'no version'}")
+        for d in a["daemons"]:
+            console.result(f"{'':16} daemon: {d}")
+    if not data:
+        console.result("no apps yet: `boincserver app add uppercase --example uppercase`")
+
+
+def _print_submitted(result, json_out: bool) -> None:
+    if json_out:
+        console.json(result.__dict__)
+        return
+    what = "would create" if result.dry_run else "created"
+    rate = result.created / result.seconds if result.seconds else 0
+    console.result(f"{what} {result.created} job(s) of {result.app}"
+                   + (f" in batch {result.batch}" if result.batch else "")
+                   + f" ({result.files_sent} input file(s), {result.bytes_sent} bytes sent; "
+                     f"{result.seconds:.1f}s, {rate:.0f} jobs/s)")
+    if result.first:
+        console.result(f"first job: {result.first}")
+
+
+@app.command("create-work")
+def create_work_cmd(
+    app_name: str = typer.Argument(..., metavar="APP", help="The app's name."),
+    files: List[Path] = typer.Argument(..., help="The job's input files, in the app's order."),
+    wu_name: Optional[str] = typer.Option(None, help="The job's name (unique; default: generated)."),
+    command_line: Optional[str] = typer.Option(None, help="Arguments given to the app."),
+    target_nresults: Optional[int] = _OPT_TARGET, min_quorum: Optional[int] = _OPT_QUORUM,
+    max_error_results: Optional[int] = _OPT_ERRORS, max_total_results: Optional[int] = _OPT_TOTAL,
+    max_success_results: Optional[int] = _OPT_SUCCESS, delay_bound: Optional[int] = _OPT_DELAY,
+    rsc_fpops_est: Optional[float] = _OPT_FPOPS, priority: Optional[int] = _OPT_PRIORITY,
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Create one job from local input files (they are staged for you)."""
+    from boincserver import jobs
+    result = jobs.create_work(_project(), app_name, files, wu_name, command_line, _work_options(
+        target_nresults, min_quorum, max_error_results, max_total_results, max_success_results,
+        delay_bound, rsc_fpops_est, priority))
+    _print_submitted(result, json_out)
+
+
+@app.command()
+def submit(
+    app_name: str = typer.Argument(..., metavar="APP", help="The app's name."),
+    jobs_file: Path = typer.Option(..., "--jobs", help="One job a line: [--wu-name N] [--command-line ARGS] [--priority N] FILE..."),
+    batch_name: Optional[str] = typer.Option(None, help="The batch's name (default: app, file and time)."),
+    wu_prefix: Optional[str] = typer.Option(None, help="Prefix of generated job names (default: from the file's content)."),
+    target_nresults: Optional[int] = _OPT_TARGET, min_quorum: Optional[int] = _OPT_QUORUM,
+    max_error_results: Optional[int] = _OPT_ERRORS, max_total_results: Optional[int] = _OPT_TOTAL,
+    max_success_results: Optional[int] = _OPT_SUCCESS, delay_bound: Optional[int] = _OPT_DELAY,
+    rsc_fpops_est: Optional[float] = _OPT_FPOPS, priority: Optional[int] = _OPT_PRIORITY,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and build the transfer, send nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Create all jobs of a jobs file as one batch: one transfer, one create_work; all or none."""
+    from boincserver import jobs
+    project = None if dry_run else _project()
+    result = jobs.submit(project, app_name, jobs_file, _work_options(
+        target_nresults, min_quorum, max_error_results, max_total_results, max_success_results,
+        delay_bound, rsc_fpops_est, priority), batch_name, wu_prefix, dry_run)
+    _print_submitted(result, json_out)
+
+
+@app.command()
+def results(
+    wu: List[str] = typer.Option([], "--wu", help="A job's name (repeatable)."),
+    batch: Optional[int] = typer.Option(None, help="All jobs of this batch."),
+    out: Optional[Path] = typer.Option(None, help="Copy the outputs here, as OUT/JOB/OUTPUT."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Jobs done, pending or failed; with --out their assimilated outputs copied out."""
+    from boincserver import jobs
+    data = jobs.results(_project(), list(wu), batch, out)
+    if json_out:
+        console.json(data)
+    else:
+        for job in data["jobs"]:
+            extra = ", ".join(job.get("errors", [])) or ", ".join(job["outputs"])
+            console.result(f"{job['name']:40} {job['state']:8} {extra}")
+        s = data["summary"]
+        console.result(f"done {s['done']}, pending {s['pending']}, failed {s['failed']}"
+                       + (f"; {len(data['copied'])} file(s) copied to {data['out']}" if out else ""))
+    if data["summary"]["failed"]:
+        raise typer.Exit(2)
+
+
+@batch_app.command("list")
+def batch_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Batches with their jobs done, pending and failed."""
+    from boincserver import jobs
+    data = jobs.batches(_project())
+    if json_out:
+        console.json(data)
+        return
+    for b in data:
+        console.result(f"{b['id']:5} {b['app'] or '?':14} {b['state']:12} jobs {b['jobs']:6} done {b['done']:6} "
+                       f"pending {b['pending']:6} failed {b['failed']:6}  {b['name']}")
+    if not data:
+        console.result("no batches yet")
+
+
+@batch_app.command("abort")
+def batch_abort(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
+                json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Cancel a batch's jobs that are not done; results already sent are not waited for."""
+    from boincserver import jobs
+    data = jobs.abort(_project(), batch_id)
+    if json_out:
+        console.json(data)
+    else:
+        console.result(f"batch {data['batch']} aborted: {data['jobs_cancelled']} job(s) cancelled")
 
 
 def main():

@@ -168,6 +168,10 @@ class Engine:
         if imp.returncode != 0 or tar.returncode != 0:
             raise DockerError(["docker", "import", "-", tag], imp.returncode, imp.stderr)
 
+    def save_image(self, tag: str):
+        """`docker save` of one image, as a stream to read (and close)."""
+        return subprocess.Popen(self._base_cmd() + ["save", tag], stdout=subprocess.PIPE).stdout
+
     def volume_exists(self, name: str) -> bool:
         return self._call(self.docker.volume.exists, name)
 
@@ -293,7 +297,7 @@ class Engine:
             cmd += ["--user", user]
         if workdir:
             cmd += ["--workdir", workdir]
-        cmd += [service] + list(command)
+        cmd = [str(c) for c in cmd + [service] + list(command)]
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -319,8 +323,11 @@ class Engine:
                 try:
                     feed(proc.stdin)
                     proc.stdin.close()
-                except BrokenPipeError:
-                    pass
+                except BrokenPipeError:  # the command ended early: its exit code says why
+                    try:
+                        proc.stdin.close()
+                    except OSError:
+                        pass
         except BaseException:
             proc.kill()
             raise
@@ -339,8 +346,8 @@ class Engine:
 
     def compose_run_output(self, service: str, command: list[str], entrypoint: str) -> bytes:
         """A one-shot container of `service` without its dependencies: its stdout as bytes."""
-        cmd = self._compose_cmd() + ["run", "--rm", "--no-deps", "-T", "--entrypoint", entrypoint,
-                                     service] + list(command)
+        cmd = [str(c) for c in self._compose_cmd() + ["run", "--rm", "--no-deps", "-T", "--entrypoint",
+                                                      entrypoint, service] + list(command)]
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise DockerError(cmd, done.returncode, done.stderr.decode(errors="replace"))
@@ -348,8 +355,8 @@ class Engine:
 
     def image_file(self, image: str, path: str) -> bytes | None:
         """A file's bytes from an image, read by a throwaway container; None if absent."""
-        cmd = self._base_cmd() + ["run", "--rm", "--network", "none", "--entrypoint", "sh", image,
-                                  "-c", 'test -f "$0" && exec cat "$0"; exit 3', path]
+        cmd = [str(c) for c in self._base_cmd() + ["run", "--rm", "--network", "none", "--entrypoint", "sh",
+                                                   image, "-c", 'test -f "$0" && exec cat "$0"; exit 3', path]]
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
         if done.returncode == 3:
             return None

@@ -197,3 +197,23 @@ def restore(project, reporter, file: Path, passphrase: str) -> list[str]:
     done = _json(project, ["restore"], plain)["restored"]
     _restart_apache(project, reporter)
     return done
+
+
+# -- scan ----------------------------------------------------------------------------------
+def scan(project, extra_images: list[str] | None = None) -> dict:
+    """Every secret value searched in the project's images and its folder: {where: [secrets]}."""
+    from boincserver import pins, scan as scanner
+    needles = scanner.needles(show(project, reveal=True))
+    images = [project.image(s) for s in ("mysql", "makeproject", "apache")]
+    images += [pins.base_image(n) for n in pins.BASE_IMAGE_NAMES] + list(extra_images or [])
+    findings: dict[str, list[str]] = {}
+    for image in images:
+        stream = project.engine.save_image(image)
+        try:
+            for layer, labels in scanner.scan_image_archive(stream, needles).items():
+                findings[f"{image}:{layer}"] = sorted(labels)
+        finally:
+            stream.close()
+    for path, labels in scanner.scan_folder(project.dir, needles).items():
+        findings[f"project folder: {path}"] = sorted(labels)
+    return {"images": images, "secrets_searched": sorted(set(needles.values())), "findings": findings}

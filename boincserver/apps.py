@@ -1,0 +1,232 @@
+"""The use cases `app add` and `app list`: a BOINC app installed without prompts.
+
+`add` assembles the version on this machine (files, version.xml, job.xml for a wrapper app,
+templates, the project.xml entry), signs every file with the project's code-signing key where
+that key lives (a one-shot makeproject container reads it from the secrets volume; the key
+never leaves it) or with an offline key given as a file, then sends it all to the apache
+service in one tar stream, where `bin/xadd` and `bin/update_versions --noconfirm` register
+it and the app's validator and assimilator are added to config.xml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from boincserver import paths, pins
+from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import keys
+from boincserver.errors import InvalidInput, ProjectError
+
+HELPER = "boincserver-jobs"
+# BOINC's wrapper, built in the makeproject base image (samples/wrapper).
+WRAPPER_IN_IMAGE = {"x86_64-pc-linux-gnu": "/usr/src/boinc/samples/wrapper/wrapper__x86_64-pc-linux-gnu"}
+# The wrapper built there links Debian's libzip (BOINC's zip support); volunteers' machines
+# rarely have it, so each wrapper version carries it. Its own needs (libbz2, libcrypto,
+# zlib) are on any machine with Debian's boinc-client.
+WRAPPER_LIBRARIES = {"x86_64-pc-linux-gnu": {"libzip.so.4": "/usr/lib/x86_64-linux-gnu/libzip.so.4"}}
+IMAGE_PREFIX = "image:"
+
+# Run in a one-shot makeproject container: signs MD5s (argv) with key_dir's code_sign_private.
+SIGN_SCRIPT = r"""
+import json, re, sys
+from boincserver.boinc import keys
+conf = open('/run/boincserver/project/config.xml').read()
+key_dir = re.search(r'<key_dir>(.*?)</key_dir>', conf, re.S).group(1).strip().rstrip('/')
+try:
+    text = open(key_dir + '/code_sign_private').read().strip()
+except OSError:
+    text = ''
+if not text:
+    print('null')
+else:
+    k = keys.parse_private_key(text)
+    print(json.dumps({m: keys._sign_md5_hex(m, k) for m in sys.argv[1:]}))
+"""
+
+
+def examples_dir() -> Path:
+    return paths.data_dir("examples")
+
+
+def example_names() -> list[str]:
+    d = examples_dir()
+    return sorted(p.name for p in d.iterdir() if (p / "app.toml").is_file()) if d.is_dir() else []
+
+
+def load_example(example: str, name: str | None = None) -> boinc_apps.AppSpec:
+    """An app of examples/: its app.toml, with files relative to its folder."""
+    folder = examples_dir() / example
+    if not (folder / "app.toml").is_file():
+        raise InvalidInput(f"no example app {example!r}",
+                           advice=f"choose one of: {', '.join(example_names()) or 'none'}")
+    data = tomllib.loads((folder / "app.toml").read_text())
+    local = lambda s: s if s.startswith(IMAGE_PREFIX) else str(folder / s)  # noqa: E731
+    return boinc_apps.AppSpec(
+        name=name or example,
+        friendly_name=data.get("friendly_name", ""),
+        exe=local(data["exe"]),
+        extra_files={k: local(v) for k, v in data.get("files", {}).items()},
+        inputs=list(data.get("inputs", ["in"])), outputs=list(data.get("outputs", ["out"])),
+        wrapper=bool(data.get("wrapper", False)),
+        wrapper_command_line=data.get("wrapper_command_line", ""),
+        wrapper_stdin=data.get("wrapper_stdin"), wrapper_stdout=data.get("wrapper_stdout"))
+
+
+def helper(project, args: list[str], feed=None, consume=None):
+    """Run boincserver-jobs in apache as the BOINC user; its JSON (or what consume returned)."""
+    rc, out, err = project.engine.compose_exec_io(
+        "apache", [HELPER] + args, user=project.settings.boinc_user,
+        workdir=project.settings.project_root, feed=feed, consume=consume)
+    return _helper_result(rc, out, err, consume is not None)
+
+
+def _helper_result(rc: int, out, err: str, consumed: bool):
+    message = " ".join(l.split("boincserver-jobs: ", 1)[-1] for l in err.strip().splitlines()
+                       if "boincserver-jobs:" in l)
+    if rc == 3:
+        raise InvalidInput(message or err.strip())
+    if rc == 127 or "boincserver-jobs: not found" in err or "executable file not found" in err:
+        raise ProjectError("the apache image has no boincserver-jobs: it predates apps and jobs",
+                           advice="`boincserver up` rebuilds it")
+    if rc != 0:
+        tail = err.strip()[-1500:]
+        raise ProjectError(f"the apache service could not do it (exit {rc}): {tail}",
+                           advice="see `boincserver logs apache`")
+    if consumed:
+        return out
+    return json.loads(out.decode() or "null")
+
+
+def require_running(project) -> None:
+    from boincserver import project as core
+    core.check_docker(project.engine)
+    running = {r["service"] for r in project.engine.compose_ps() if r["state"] == "running"}
+    if "apache" not in running:
+        raise ProjectError(f"project {project.settings.project!r} is not running",
+                           advice="start it with `boincserver up`")
+
+
+@dataclass
+class AddResult:
+    app: str
+    version: str
+    platform: str
+    files: list[str]
+    daemons_added: list[str] = field(default_factory=list)
+    signed_with: str = ""
+    seconds: float = 0.0
+
+
+def _source_bytes(project, source: str, spec: boinc_apps.AppSpec) -> bytes:
+    if source == "job.xml:":
+        return boinc_apps.spec_job_xml(spec).encode()
+    if source == "wrapper:":
+        path = WRAPPER_IN_IMAGE.get(spec.platform)
+        if not path:
+            raise InvalidInput(f"BOINC's wrapper is built here for {', '.join(WRAPPER_IN_IMAGE)} only, "
+                               f"not {spec.platform!r}", advice="use --platform x86_64-pc-linux-gnu")
+        source = IMAGE_PREFIX + path
+    if source.startswith(IMAGE_PREFIX):
+        data = project.engine.image_file(pins.base_image("makeproject"), source[len(IMAGE_PREFIX):])
+        if data is None:
+            raise ProjectError(f"{source[len(IMAGE_PREFIX):]} is not in {pins.base_image('makeproject')}",
+                               advice="`boincserver build` makes the base images")
+        return data
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidInput(f"file {source} does not exist; nothing was installed",
+                           advice="give the path of the app's executable with --exe")
+    return path.read_bytes()
+
+
+def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str], str]:
+    """Signatures of the MD5s: with an offline key file, or the key in the secrets volume."""
+    if sign_key is not None:
+        try:
+            private = keys.parse_private_key(Path(sign_key).read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot use {sign_key} as the code-signing key: {exc}",
+                               advice="give the project's code_sign_private (BOINC key format)") from None
+        return {m: keys._sign_md5_hex(m, private) for m in md5s}, f"key file {sign_key}"
+    out = project.engine.compose_run_output("makeproject", ["-c", SIGN_SCRIPT] + md5s, "python3")
+    sigs = json.loads(out.decode().strip().splitlines()[-1])
+    if sigs is None:
+        raise ProjectError("the project's code-signing private key is not on the server (kept offline)",
+                           advice="sign on this machine: `boincserver app add ... --sign-key PATH/code_sign_private`")
+    return sigs, "the project's code-signing key (secrets volume)"
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddResult:
+    """Install a new version of an app (creating the app the first time)."""
+    started = time.monotonic()
+    try:
+        spec.check()
+    except boinc_apps.AppError as exc:
+        raise InvalidInput(str(exc)) from None
+    if spec.wrapper:
+        libs = WRAPPER_LIBRARIES.get(spec.platform, {})
+        spec.libraries = {**{k: IMAGE_PREFIX + v for k, v in libs.items()}, **spec.libraries}
+        spec.wrapper_stdin = spec.wrapper_stdin or spec.inputs[0]
+        spec.wrapper_stdout = spec.wrapper_stdout or spec.outputs[0]
+    # Local files first: a typo fails before anything touches the project.
+    layout, entries = boinc_apps.version_layout(spec, 0)
+    for _, source, _ in layout:
+        if ":" not in source[:8] and not Path(source).is_file():
+            raise InvalidInput(f"file {source} does not exist; nothing was installed",
+                               advice="give the path of the app's executable with --exe")
+    require_running(project)
+    state = helper(project, ["app-state", spec.name])
+    num = boinc_apps.next_version(state["version_dirs"])
+    layout, entries = boinc_apps.version_layout(spec, num)
+    contents = {phys: (_source_bytes(project, src, spec), exe) for phys, src, exe in layout}
+    main = next(e.physical_name for e in entries if e.main_program)
+    api = boinc_apps.api_version(contents[main][0])
+    md5 = {phys: hashlib.md5(data).hexdigest() for phys, (data, _) in contents.items()}
+    sigs, signed_with = sign(project, sorted(set(md5.values())), sign_key)
+    vdir = f"apps/{spec.name}/{boinc_apps.version_dir(num)}/{spec.platform}"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for phys, (data, exe) in contents.items():
+            _add_file(tar, f"{vdir}/{phys}", data, 0o755 if exe else 0o644)
+            _add_file(tar, f"{vdir}/{phys}.sig", sigs[md5[phys]].encode())
+        _add_file(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
+        _add_file(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
+        _add_file(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
+        try:
+            project_xml = boinc_apps.project_xml_with_app(state["project_xml"], spec.name,
+                                                          spec.friendly_name or spec.name)
+        except boinc_apps.AppError as exc:
+            raise ProjectError(str(exc)) from None
+        _add_file(tar, "project.xml", project_xml.encode())
+    daemons = [{"cmd": d.cmd, "xml": d.xml()}
+               for d in boinc_apps.app_daemons(spec.name, spec.validator, spec.assimilator)]
+    data = buf.getvalue()
+    rc, out, err = project.engine.compose_exec_io(
+        "apache", ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
+                               '&& exec boincserver-jobs app-install "$0" "$1" "$2"',
+                   spec.name, json.dumps(daemons), vdir],
+        user=project.settings.boinc_user, workdir=project.settings.project_root,
+        feed=lambda stdin: stdin.write(data))
+    result = _helper_result(rc, out, err, False)
+    return AddResult(spec.name, boinc_apps.version_dir(num), spec.platform, sorted(contents),
+                     result.get("daemons_added", []), signed_with, time.monotonic() - started)
+
+
+def list_apps(project) -> list[dict]:
+    require_running(project)
+    return helper(project, ["apps"])

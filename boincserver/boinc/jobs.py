@@ -1,0 +1,249 @@
+"""BOINC jobs: the jobs file, create_work's arguments and --stdin lines, the download hierarchy.
+
+server_release 1.6.2's tools/create_work.cpp:
+
+- Options given on the command line apply to every job; with --stdin each line of standard
+  input is one job: `[--wu_name N] [--command_line "ARGS"] [--priority N] FILE...` (also
+  --wu_template, --result_template, --remote_file, --target_host, --target_user). A line is
+  split by lib/str_util.cpp's parse_command_line: whitespace, or '...' or "..." without
+  escapes; a line is at most 4095 characters (CMD_SIZE), at most 100 words.
+- Input files are found in the download hierarchy (sched/sched_util_basic.cpp dir_hier_path):
+  download/<fanout dir>/<name>, the fanout dir being the hex of int(md5(name)[1:8], 16) %
+  uldl_dir_fanout.
+- Workunit names are unique in the database; without --wu_name create_work makes one up.
+
+The jobs file of `boincserver submit` is that per-line format with the local files' paths,
+plus blank lines and # comments; options may also be written with '-' (--wu-name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+DEFAULT_FANOUT = 1024
+LINE_MAX = 4095
+WORDS_MAX = 100
+WU_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+STAGED_PREFIX = "jf_"
+
+# create_work options that apply to all jobs of one run, with their types.
+CREATE_WORK_OPTIONS = {
+    "target_nresults": int, "min_quorum": int, "max_error_results": int, "max_total_results": int,
+    "max_success_results": int, "delay_bound": int, "priority": int, "rsc_fpops_est": float,
+    "rsc_fpops_bound": float, "rsc_memory_bound": float, "rsc_disk_bound": float,
+}
+# Per-job options a jobs-file line may carry (create_work reads these from --stdin lines).
+LINE_OPTIONS = {"wu_name": str, "command_line": str, "priority": int}
+
+
+class JobsError(ValueError):
+    """A bad job: the message says what is wrong."""
+
+
+def filename_hash(name: str, fanout: int = DEFAULT_FANOUT) -> str:
+    """The fanout folder of a file in BOINC's download or upload hierarchy."""
+    digest = hashlib.md5(name.encode()).hexdigest()
+    return f"{int(digest[1:8], 16) % fanout:x}"
+
+
+def dir_hier_path(name: str, fanout: int = DEFAULT_FANOUT) -> str:
+    """Where create_work looks for input `name`, relative to the download folder."""
+    return f"{filename_hash(name, fanout)}/{name}"
+
+
+def staged_name(md5_hex: str) -> str:
+    """The download name of an input: by content, so a name never gets a second content
+    (BOINC files are immutable) and equal inputs are sent once."""
+    return STAGED_PREFIX + md5_hex
+
+
+def check_wu_name(name: str) -> str:
+    if not WU_NAME.fullmatch(name or ""):
+        raise JobsError(f"job name {name!r} is not valid: use letters, digits, '_', '.' or '-' "
+                        "(at most 200, starting with a letter or digit)")
+    return name
+
+
+def quote(value: str) -> str:
+    """A value as one word for create_work's parse_command_line (no escapes exist there)."""
+    if value and not re.search(r"[\s'\"]", value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise JobsError("a command line cannot hold both ' and \" (create_work has no escapes)")
+
+
+@dataclass
+class Job:
+    """One job: its input files (as given), name and per-job options."""
+
+    files: list[str]
+    wu_name: str | None = None
+    command_line: str | None = None
+    priority: int | None = None
+    lineno: int = 0
+
+
+@dataclass
+class LineError:
+    lineno: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.lineno}: {self.message}"
+
+
+def parse_line(text: str, lineno: int = 0) -> Job | None:
+    """One jobs-file line; None for a blank or comment line; JobsError if it is bad."""
+    stripped = text.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    try:
+        words = shlex.split(stripped, comments=True)
+    except ValueError as exc:
+        raise JobsError(f"cannot split the line ({exc}): close the quotes") from None
+    if not words:
+        return None
+    job = Job(files=[], lineno=lineno)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            key, eq, inline = word[2:].partition("=")
+            key = key.replace("-", "_")
+            if key not in LINE_OPTIONS:
+                raise JobsError(f"unknown option {word.split('=')[0]!r}: a line may have "
+                                + ", ".join("--" + k.replace("_", "-") for k in LINE_OPTIONS)
+                                + " and input files")
+            if eq:
+                value = inline
+            else:
+                i += 1
+                if i >= len(words):
+                    raise JobsError(f"{word} needs a value")
+                value = words[i]
+            if key == "priority":
+                try:
+                    job.priority = int(value)
+                except ValueError:
+                    raise JobsError(f"--priority wants a whole number, not {value!r}") from None
+            elif key == "wu_name":
+                job.wu_name = check_wu_name(value)
+            else:
+                job.command_line = value
+                quote(value)
+        elif word.startswith("-") and word != "-":
+            raise JobsError(f"unknown option {word!r}: options start with --")
+        else:
+            job.files.append(word)
+        i += 1
+    if not job.files:
+        raise JobsError("no input file: a line names the job's input files")
+    return job
+
+
+def parse_jobs(lines: Iterable[str]) -> Iterator[Job | LineError]:
+    """Jobs and bad lines, numbered from 1, one at a time (the file is never held whole)."""
+    for n, text in enumerate(lines, 1):
+        try:
+            job = parse_line(text, n)
+        except JobsError as exc:
+            yield LineError(n, str(exc))
+            continue
+        if job is not None:
+            yield job
+
+
+def generated_wu_name(app: str, submission: str, index: int) -> str:
+    return f"{app}_{submission}_{index}"
+
+
+def stdin_line(wu_name: str, staged: list[str], command_line: str | None = None,
+               priority: int | None = None) -> str:
+    """One line of create_work --stdin."""
+    words = ["--wu_name", wu_name]
+    if command_line:
+        words += ["--command_line", quote(command_line)]
+    if priority is not None:
+        words += ["--priority", str(priority)]
+    words += staged
+    line = " ".join(words)
+    if len(line) > LINE_MAX or len(words) > WORDS_MAX:
+        raise JobsError(f"job {wu_name}: too long for create_work (at most {LINE_MAX} characters "
+                        f"and {WORDS_MAX} words a line)")
+    return line
+
+
+def check_options(options: dict) -> dict:
+    """create_work options for all jobs, checked: {name: value}, None values dropped."""
+    out = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in CREATE_WORK_OPTIONS:
+            raise JobsError(f"unknown create_work option {key!r}")
+        kind = CREATE_WORK_OPTIONS[key]
+        try:
+            value = kind(value)
+        except (TypeError, ValueError):
+            raise JobsError(f"--{key.replace('_', '-')} wants a number, not {value!r}") from None
+        if key == "priority" and value < 0:
+            raise JobsError("--priority must be 0 or more")
+        if key != "priority" and (value < 1 if kind is int else value <= 0):
+            raise JobsError(f"--{key.replace('_', '-')} must be at least 1" if kind is int
+                            else f"--{key.replace('_', '-')} must be more than 0")
+        out[key] = value
+    if "min_quorum" in out and "target_nresults" in out and out["min_quorum"] > out["target_nresults"]:
+        raise JobsError("--min-quorum cannot exceed --target-nresults")
+    return out
+
+
+def create_work_args(app: str, options: dict, batch: int | None = None, use_stdin: bool = True) -> list[str]:
+    args = ["bin/create_work", "--appname", app]
+    if batch:
+        args += ["--batch", str(batch)]
+    for key, value in check_options(options).items():
+        args += [f"--{key}", str(value)]
+    if use_stdin:
+        args.append("--stdin")
+    return args
+
+
+@dataclass
+class Submission:
+    """What a bulk submission adds up to, for the report."""
+
+    jobs: int = 0
+    files: int = 0
+    bytes: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+# -- states of workunits (db/boinc_db_types.h) --------------------------------------------
+WU_ERRORS = {1: "couldn't send", 2: "too many errors", 4: "too many successes",
+             8: "too many total results", 16: "cancelled", 32: "no canonical result"}
+ASSIMILATE_DONE = 2
+
+
+def error_reasons(mask: int) -> list[str]:
+    return [text for bit, text in WU_ERRORS.items() if mask & bit]
+
+
+def wu_state(error_mask: int, canonical_resultid: int, assimilate_state: int) -> str:
+    """done (a canonical result, assimilated), failed (an error bit), or pending."""
+    if error_mask:
+        return "failed"
+    if canonical_resultid and assimilate_state == ASSIMILATE_DONE:
+        return "done"
+    return "pending"
+
+
+def output_name(batch: int, wu_name: str, open_name: str) -> str:
+    """Where sample_assimilator puts an output, relative to the project's results/."""
+    return f"{batch}/{wu_name}__file_{open_name}"

@@ -1,0 +1,344 @@
+"""The use cases create-work, submit, results and batch: jobs in bulk, all or none.
+
+A submission reads the jobs file twice, a line at a time (it is never held whole): first to
+check every line and input file, then to send. Nothing is sent unless every line is good.
+The inputs and the create_work lines then go to the apache service in one tar stream through
+one `docker compose exec`: the inputs straight into BOINC's download hierarchy, named by
+content (jf_<md5>); there the helper checks the app and that no job name exists yet, makes
+a `batch` row and runs one `create_work --stdin --batch ID`. Should create_work fail half-way,
+what it made is deleted: a submission is applied whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from boincserver.apps import HELPER, _helper_result, helper, require_running
+from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import jobs as bj
+from boincserver.errors import InvalidInput
+
+SHOWN_ERRORS = 20
+STATUS_MEMBER = ".boincserver-status.json"
+
+
+@dataclass
+class Checked:
+    """What the first pass found out about a jobs file."""
+
+    jobs: int = 0
+    files: int = 0
+    bytes: int = 0
+    digest: str = ""
+    input_counts: set[int] = field(default_factory=set)
+
+
+@dataclass
+class SubmitResult:
+    app: str
+    batch: int
+    created: int
+    files_sent: int
+    bytes_sent: int
+    seconds: float
+    first: str | None = None
+    dry_run: bool = False
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            yield from f
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text ({exc.reason}); nothing was created") from None
+
+
+def _resolve(base: Path, name: str) -> Path:
+    p = Path(name).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = None) -> Checked:
+    """Pass 1: every line parsed, every input file present, names unique in the file.
+
+    Raises InvalidInput listing the bad lines (with their numbers) if there is any.
+    """
+    if not path.is_file():
+        raise InvalidInput(f"jobs file {path} does not exist; nothing was created")
+    base = path.parent
+    errors: list[str] = []
+    nerrors = 0
+    names: set[bytes] = set()  # 8-byte digests: memory stays small for 100,000s of jobs
+    checked = Checked()
+    h = hashlib.sha256()
+
+    def bad(msg: str) -> None:
+        nonlocal nerrors
+        nerrors += 1
+        if len(errors) < SHOWN_ERRORS:
+            errors.append(msg)
+
+    def lines() -> Iterator[str]:
+        for text in _lines(path):
+            h.update(text.encode())
+            yield text
+
+    for item in (jobs if jobs is not None else bj.parse_jobs(lines())):
+        if isinstance(item, bj.LineError):
+            bad(str(item))
+            continue
+        checked.jobs += 1
+        checked.input_counts.add(len(item.files))
+        if item.wu_name:
+            key = hashlib.blake2b(item.wu_name.encode(), digest_size=8).digest()
+            if key in names:
+                bad(f"line {item.lineno}: job name {item.wu_name!r} is used twice in the file")
+            names.add(key)
+        for name in item.files:
+            f = _resolve(base, name)
+            try:
+                st = f.stat()
+            except OSError:
+                bad(f"line {item.lineno}: input file {name} does not exist")
+                continue
+            if not f.is_file():
+                bad(f"line {item.lineno}: input {name} is not a file")
+                continue
+            checked.files += 1
+            checked.bytes += st.st_size
+        if item.command_line:
+            try:
+                bj.stdin_line(item.wu_name or "x", ["x"] * len(item.files), item.command_line, item.priority)
+            except bj.JobsError as exc:
+                bad(f"line {item.lineno}: {exc}")
+    if nerrors:
+        more = f"\n... and {nerrors - len(errors)} more" if nerrors > len(errors) else ""
+        raise InvalidInput(f"{path}: {nerrors} bad line(s); nothing was created:\n" + "\n".join(errors) + more,
+                           advice="correct these lines and submit again")
+    if not checked.jobs:
+        raise InvalidInput(f"{path} holds no jobs; nothing was created",
+                           advice="one line per job: [--wu-name NAME] [--command-line ARGS] FILE...")
+    checked.digest = h.hexdigest()
+    return checked
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+class _Stager:
+    """Writes the tar stream: each new input once, into download/<fanout>/jf_<md5>."""
+
+    def __init__(self, tar: tarfile.TarFile, fanout: int = bj.DEFAULT_FANOUT):
+        self.tar = tar
+        self.fanout = fanout
+        self.sent: set[bytes] = set()
+        self.files = 0
+        self.bytes = 0
+
+    def stage(self, path: Path) -> str:
+        data = path.read_bytes()
+        md5 = hashlib.md5(data).hexdigest()
+        name = bj.staged_name(md5)
+        key = bytes.fromhex(md5)
+        if key not in self.sent:
+            self.sent.add(key)
+            _add_bytes(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
+            self.files += 1
+            self.bytes += len(data)
+        return name
+
+
+def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, folder: str,
+                    stdin_lines: IO[bytes]):
+    """The feed of the exec: the staged inputs, then the create_work lines as jobs.txt."""
+    def feed(stdin: IO[bytes]) -> None:
+        with tarfile.open(fileobj=stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+            stager = _Stager(tar)
+            for job in jobs:
+                name = job.wu_name or f"{prefix}_{job.lineno}"
+                staged = [stager.stage(_resolve(base, f)) for f in job.files]
+                stdin_lines.write((bj.stdin_line(name, staged, job.command_line, job.priority) + "\n").encode())
+            stdin_lines.flush()
+            stdin_lines.seek(0, os.SEEK_END)
+            size = stdin_lines.tell()
+            stdin_lines.seek(0)
+            info = tarfile.TarInfo(f"{folder}/jobs.txt")
+            info.size = size
+            info.mtime = int(time.time())
+            tar.addfile(info, stdin_lines)
+            feed.files, feed.bytes = stager.files, stager.bytes  # type: ignore[attr-defined]
+    feed.files, feed.bytes = 0, 0  # type: ignore[attr-defined]
+    return feed
+
+
+def _submit(project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
+            options: dict, batch_name: str | None) -> SubmitResult:
+    started = time.monotonic()
+    try:
+        cw_options = bj.check_options(options)
+        cw_args = bj.create_work_args(app, cw_options, use_stdin=False)[3:]
+    except bj.JobsError as exc:
+        raise InvalidInput(str(exc)) from None
+    folder = f"tmp_boincserver/boincserver-submit-{uuid.uuid4().hex}"
+    with tempfile.TemporaryFile("w+b") as stdin_lines:
+        feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines)
+        script = ('boincserver-jobs check-app "$1" "$2" >/dev/null && '
+                  'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
+        rc, out, err = project.engine.compose_exec_io(
+            "apache", ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
+                       folder, app, batch_name or "-"] + cw_args,
+            user=project.settings.boinc_user, workdir=project.settings.project_root, feed=feed)
+    result = _helper_result(rc, out, err, False)
+    return SubmitResult(app, result["batch"], result["created"], feed.files, feed.bytes,  # type: ignore[attr-defined]
+                        time.monotonic() - started, result.get("first"))
+
+
+def _check_app_name(app: str) -> None:
+    try:
+        boinc_apps.check_app_name(app)
+    except boinc_apps.AppError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def submit(project, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,
+           wu_prefix: str | None = None, dry_run: bool = False) -> SubmitResult:
+    """All the jobs of a jobs file as one BOINC batch, or nothing."""
+    started = time.monotonic()
+    _check_app_name(app)
+    jobs_file = Path(jobs_file)
+    try:
+        bj.check_options(options or {})
+    except bj.JobsError as exc:
+        raise InvalidInput(str(exc)) from None
+    checked = check_jobs_file(jobs_file)
+    # Names follow from the file's content: the same file submitted twice is caught.
+    prefix = wu_prefix or f"{app}_{checked.digest[:12]}"
+    try:
+        bj.check_wu_name(f"{prefix}_1")
+    except bj.JobsError as exc:
+        raise InvalidInput(f"--wu-prefix: {exc}") from None
+    jobs = (j for j in bj.parse_jobs(_lines(jobs_file)) if isinstance(j, bj.Job))
+    if dry_run:
+        with tempfile.TemporaryFile("w+b") as stdin_lines, open(os.devnull, "wb") as sink:
+            feed = _jobs_to_stream(app, jobs, jobs_file.parent, prefix, "dry-run", stdin_lines)
+            feed(sink)
+        return SubmitResult(app, 0, checked.jobs, feed.files, feed.bytes,  # type: ignore[attr-defined]
+                            time.monotonic() - started, f"{prefix}_1", dry_run=True)
+    require_running(project)
+    name = batch_name or f"{app} {jobs_file.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    result = _submit(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, options or {}, name)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def create_work(project, app: str, files: list[Path], wu_name: str | None = None,
+                command_line: str | None = None, options: dict | None = None) -> SubmitResult:
+    """One job (no batch), through the same path as submit."""
+    _check_app_name(app)
+    options = dict(options or {})
+    priority = options.pop("priority", None)
+    job = bj.Job(files=[str(Path(f).absolute()) for f in files], wu_name=wu_name,
+                 command_line=command_line, priority=priority, lineno=1)
+    try:
+        if wu_name:
+            bj.check_wu_name(wu_name)
+        bj.check_options(options)
+    except bj.JobsError as exc:
+        raise InvalidInput(str(exc)) from None
+    if not files:
+        raise InvalidInput("create-work needs the job's input files")
+    for f in files:
+        if not Path(f).is_file():
+            raise InvalidInput(f"input file {f} does not exist; no job was created")
+    try:
+        bj.stdin_line(wu_name or "x", ["x"] * len(files), command_line, priority)
+    except bj.JobsError as exc:
+        raise InvalidInput(str(exc)) from None
+    require_running(project)
+    prefix = f"{app}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
+    result = _submit(project, app, [job], Path("/"), prefix, {len(files)}, options, None)
+    result.first = wu_name or f"{prefix}_1"
+    return result
+
+
+# -- results and batches ------------------------------------------------------------------
+def _safe_member(name: str) -> tuple[str, str] | None:
+    parts = name.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        return None
+    return parts[0], parts[1]
+
+
+def results(project, wu_names: list[str] | None = None, batch: int | None = None,
+            out: Path | None = None) -> dict:
+    """The state of jobs (by name or batch) and, with `out`, their outputs copied there as
+    OUT/<job>/<output name>."""
+    if bool(wu_names) == (batch is not None):
+        raise InvalidInput("say which jobs: --wu NAME (one or more) or --batch ID")
+    require_running(project)
+    args = ["status"] + (["--batch", str(batch)] if batch is not None else ["--wu", *wu_names])
+    if out is None:
+        return helper(project, args)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def consume(stream):
+        report = None
+        copied = []
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                data = tar.extractfile(member)
+                if member.name == STATUS_MEMBER:
+                    report = json.loads(data.read())
+                    continue
+                where = _safe_member(member.name)
+                if where is None or not member.isfile() or data is None:
+                    continue
+                target = out / where[0] / where[1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as f:
+                    while chunk := data.read(1 << 16):
+                        f.write(chunk)
+                copied.append(str(target))
+        return report, copied
+
+    result = helper(project, args + ["--tar"], consume=consume)
+    report, copied = result
+    report = report or {}
+    report["copied"] = copied
+    report["out"] = str(out)
+    return report
+
+
+def batches(project) -> list[dict]:
+    require_running(project)
+    return helper(project, ["batches"])
+
+
+def abort(project, batch: int) -> dict:
+    require_running(project)
+    return helper(project, ["abort", str(batch)])
+
+
+# -- what the CLI shares between create-work and submit -------------------------------------
+def options_from(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+__all__ = ["submit", "create_work", "results", "batches", "abort", "check_jobs_file", "SubmitResult",
+           "HELPER"]

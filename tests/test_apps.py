@@ -1,0 +1,172 @@
+"""Apps as files (boincserver.boinc.apps) and the checks `app add` makes before Docker."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from boincserver import apps
+from boincserver.boinc import apps as ba
+from boincserver.errors import InvalidInput, ProjectError
+
+
+class NoProject:
+    """A project that fails the test if anything touches it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the project was used ({name}) although the input was bad")
+
+
+@pytest.mark.parametrize("name", ["uppercase", "a", "app_2"])
+def test_good_app_names(name):
+    assert ba.check_app_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "2app", "a-b", "a b", "x" * 64, "a'b"])
+def test_bad_app_names(name):
+    with pytest.raises(ba.AppError, match="app name"):
+        ba.check_app_name(name)
+
+
+def test_version_numbers_follow_update_versions():
+    assert ba.version_dir(100) == "1.00"
+    assert ba.version_dir(712) == "7.12"
+    assert ba.parse_version_dir("1.00") == 100
+    assert ba.parse_version_dir("7.12") == 712
+    assert ba.parse_version_dir("3") == 3
+    assert ba.parse_version_dir("x.1") is None
+    assert ba.next_version([]) == 100
+    assert ba.next_version(["1.00", "1.01", "notes"]) == 102
+
+
+def test_version_xml_native():
+    files, entries = ba.version_layout(ba.AppSpec(name="up", exe="/x/uc2"), 100)
+    assert files == [("up_1.00_x86_64-pc-linux-gnu_main", "/x/uc2", True)]
+    root = ET.fromstring(ba.version_xml(entries, api="8.3.0"))
+    (f,) = root.findall("file")
+    assert f.findtext("physical_name") == "up_1.00_x86_64-pc-linux-gnu_main"
+    assert f.find("main_program") is not None
+    assert root.findtext("api_version") == "8.3.0"
+    assert root.find("is_wrapper") is None
+
+
+def test_version_xml_wrapper_carries_worker_job_and_libraries():
+    spec = ba.AppSpec(name="wc", exe="worker.sh", wrapper=True, libraries={"libzip.so.4": "image:/lib/z"})
+    files, entries = ba.version_layout(spec, 101)
+    names = {f[0]: f[1] for f in files}
+    assert names == {"wc_1.01_x86_64-pc-linux-gnu_wrapper": "wrapper:", "wc_1.01_x86_64-pc-linux-gnu_worker": "worker.sh",
+                     "wc_1.01_x86_64-pc-linux-gnu_job.xml": "job.xml:",
+                     "wc_1.01_x86_64-pc-linux-gnu_libzip.so.4": "image:/lib/z"}
+    root = ET.fromstring(ba.version_xml(entries, is_wrapper=True))
+    by_logical = {f.findtext("logical_name"): f for f in root.findall("file")}
+    assert by_logical[None].find("main_program") is not None
+    assert set(by_logical) == {None, "worker", "job.xml", "libzip.so.4"}
+    assert by_logical["libzip.so.4"].find("copy_file") is not None
+    assert root.find("is_wrapper") is not None
+
+
+def test_job_xml():
+    root = ET.fromstring(ba.job_xml("worker", "in", "out", "-n 3 <x>"))
+    task = root.find("task")
+    assert task.findtext("application") == "worker"
+    assert task.findtext("stdin_filename") == "in"
+    assert task.findtext("stdout_filename") == "out"
+    assert task.findtext("command_line") == "-n 3 <x>"
+
+
+def test_templates_number_the_files_and_carry_no_job_options():
+    tin = ba.input_template(["a", "b"])
+    root = ET.fromstring(tin)
+    assert [f.findtext("number") for f in root.findall("file_info")] == ["0", "1"]
+    refs = root.find("workunit").findall("file_ref")
+    assert [(r.findtext("file_number"), r.findtext("open_name")) for r in refs] == [("0", "a"), ("1", "b")]
+    # Values in a template override create_work's options: none here.
+    assert "max_error_results" not in tin and "target_nresults" not in tin
+    assert ba.template_input_count(tin) == 2
+    tout = ba.output_template(["out"])
+    assert "<OUTFILE_0/>" in tout and "<UPLOAD_URL/>" in tout and "<open_name>out</open_name>" in tout
+
+
+def test_project_xml_gets_the_app_once():
+    base = "<boinc>\n    <platform><name>x</name></platform>\n</boinc>\n"
+    once = ba.project_xml_with_app(base, "up", "Upper case")
+    assert ba.project_xml_apps(once) == ["up"]
+    assert ba.project_xml_with_app(once, "up", "Upper case") == once
+    ET.fromstring(once)
+    with pytest.raises(ba.AppError):
+        ba.project_xml_with_app("<nope/>", "up", "x")
+
+
+CONFIG = """<boinc>
+    <config>
+        <host>boincserver</host>
+    </config>
+    <daemons>
+        <daemon>
+            <cmd>feeder -d 3 </cmd>
+        </daemon>
+    </daemons>
+</boinc>
+"""
+
+
+def test_daemons_per_app_with_their_own_log_and_pid_files():
+    d1 = ba.app_daemons("up")
+    d2 = ba.app_daemons("wc")
+    assert [d.cmd for d in d1] == ["sample_trivial_validator --app up", "sample_assimilator --app up"]
+    files = {d.output for d in d1 + d2} | {d.pid_file for d in d1 + d2}
+    assert len(files) == 8
+    new = ba.config_xml_with_daemons(CONFIG, d1)
+    assert ba.config_daemon_commands(new) == ["feeder -d 3", *[d.cmd for d in d1]]
+    assert ba.config_xml_with_daemons(new, d1) == new
+    ET.fromstring(new)
+    assert ba.app_daemons("up", validator="", assimilator="sample_assimilator")[0].cmd == "sample_assimilator --app up"
+
+
+def test_config_without_daemons_section():
+    new = ba.config_xml_with_daemons("<boinc>\n</boinc>\n", ba.app_daemons("up"))
+    assert len(ET.fromstring(new).find("daemons")) == 2
+
+
+def test_api_version_is_found_like_update_versions_does():
+    assert ba.api_version(b"\x00junk API_VERSION_8.3.0\x00more") == "8.3.0"
+    assert ba.api_version(b"no version here") is None
+
+
+def test_examples_are_valid_specs():
+    assert {"uppercase", "wordcount"} <= set(apps.example_names())
+    up = apps.load_example("uppercase").check()
+    assert up.exe.startswith("image:") and up.inputs == ["in"] and up.outputs == ["out"] and not up.wrapper
+    wc = apps.load_example("wordcount").check()
+    assert wc.wrapper and wc.exe.endswith("worker.sh")
+    with pytest.raises(InvalidInput, match="no example app"):
+        apps.load_example("nope")
+
+
+@pytest.mark.parametrize("spec, message", [
+    (ba.AppSpec(name="Bad", exe="x"), "app name"),
+    (ba.AppSpec(name="ok", exe=""), "no executable"),
+    (ba.AppSpec(name="ok", exe="x", friendly_name="it's"), "friendly name"),
+    (ba.AppSpec(name="ok", exe="x", inputs=["a", "a"]), "distinct"),
+    (ba.AppSpec(name="ok", exe="x", outputs=["../x"]), "file name"),
+    (ba.AppSpec(name="ok", exe="x", platform="bad platform"), "platform"),
+])
+def test_bad_specs_are_refused_before_docker(spec, message):
+    with pytest.raises(InvalidInput, match=message):
+        apps.add(NoProject(), spec)
+
+
+def test_a_missing_executable_is_refused_before_docker(tmp_path):
+    with pytest.raises(InvalidInput, match="does not exist; nothing was installed"):
+        apps.add(NoProject(), ba.AppSpec(name="ok", exe=str(tmp_path / "missing")))
+
+
+def test_helper_results_become_one_line_errors():
+    with pytest.raises(InvalidInput, match="unknown app 'x'"):
+        apps._helper_result(3, b"", "boincserver-jobs: unknown app 'x' (apps: up); nothing was created\n", False)
+    with pytest.raises(ProjectError, match="predates"):
+        apps._helper_result(127, b"", "sh: 1: exec: boincserver-jobs: not found", False)
+    with pytest.raises(ProjectError, match="exit 1"):
+        apps._helper_result(1, b"", "boom", False)
+    assert apps._helper_result(0, b'{"a": 1}', "", False) == {"a": 1}

@@ -1,0 +1,202 @@
+"""Jobs files, create_work's lines and the download hierarchy, without Docker."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from boincserver import jobs
+from boincserver.boinc import jobs as bj
+from boincserver.errors import InvalidInput
+
+
+class NoProject:
+    def __getattr__(self, name):
+        raise AssertionError(f"the project was used ({name}) although the jobs file was bad")
+
+
+@pytest.mark.parametrize("name, expected", [
+    # What BOINC's own bin/dir_hier_path printed for these names (fanout 1024).
+    ("jf_6f5902ac237024bdd0c176cb93063dc4", "26d/jf_6f5902ac237024bdd0c176cb93063dc4"),
+    ("in.txt", "21b/in.txt"),
+    ("hello_world_0", "10c/hello_world_0"),
+])
+def test_dir_hier_path_matches_boinc(name, expected):
+    assert bj.dir_hier_path(name) == expected
+
+
+def test_parse_line_options_and_files():
+    job = bj.parse_line('--wu-name j1 --command-line "-n 3 x" --priority 5 a.txt b.txt', 7)
+    assert (job.wu_name, job.command_line, job.priority, job.files, job.lineno) == ("j1", "-n 3 x", 5, ["a.txt", "b.txt"], 7)
+    job = bj.parse_line("--wu_name=j2 --command_line='a b' in  # a comment")
+    assert (job.wu_name, job.command_line, job.files) == ("j2", "a b", ["in"])
+    assert bj.parse_line("   ") is None
+    assert bj.parse_line("# only a comment") is None
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--wu-name", "needs a value"),
+    ("--bogus 1 a", "unknown option '--bogus'"),
+    ("-x a", "unknown option"),
+    ("--wu-name j1", "no input file"),
+    ("--wu-name 'bad name' a", "job name"),
+    ("--priority high a", "whole number"),
+    ('--command-line "unclosed a', "close the quotes"),
+    ("--command-line \"it's \\\"x\\\"\" a", "both ' and"),
+])
+def test_bad_lines(line, message):
+    with pytest.raises(bj.JobsError, match=message):
+        bj.parse_line(line)
+
+
+def test_parse_jobs_numbers_lines_from_one_and_is_lazy():
+    items = list(bj.parse_jobs(["# header\n", "\n", "a\n", "--bogus x\n", "b c\n"]))
+    assert [(type(i).__name__, i.lineno) for i in items] == [("Job", 3), ("LineError", 4), ("Job", 5)]
+    endless = (f"f{i}\n" for i in itertools.count())
+    assert next(bj.parse_jobs(endless)).files == ["f0"]  # never reads the whole input
+
+
+def test_stdin_lines_quote_for_create_work():
+    assert bj.stdin_line("j", ["jf_1"]) == "--wu_name j jf_1"
+    assert bj.stdin_line("j", ["jf_1", "jf_2"], "-n 3", 2) == '--wu_name j --command_line "-n 3" --priority 2 jf_1 jf_2'
+    assert bj.stdin_line("j", ["f"], 'say "hi"') == "--wu_name j --command_line 'say \"hi\"' f"
+    with pytest.raises(bj.JobsError, match="too long"):
+        bj.stdin_line("j", ["f" * 100] * 50)
+
+
+def test_create_work_options():
+    args = bj.create_work_args("up", {"max_error_results": 3, "target_nresults": 2, "min_quorum": None}, batch=7)
+    assert args == ["bin/create_work", "--appname", "up", "--batch", "7", "--max_error_results", "3",
+                    "--target_nresults", "2", "--stdin"]
+    with pytest.raises(bj.JobsError, match="at least 1"):
+        bj.check_options({"max_error_results": 0})
+    with pytest.raises(bj.JobsError, match="cannot exceed"):
+        bj.check_options({"min_quorum": 3, "target_nresults": 2})
+    with pytest.raises(bj.JobsError, match="unknown"):
+        bj.check_options({"nope": 1})
+
+
+def test_states():
+    assert bj.wu_state(0, 5, 2) == "done"
+    assert bj.wu_state(0, 5, 1) == "pending"
+    assert bj.wu_state(0, 0, 0) == "pending"
+    assert bj.wu_state(16, 0, 0) == "failed"
+    assert bj.error_reasons(2 | 16) == ["too many errors", "cancelled"]
+    assert bj.output_name(3, "j1", "out") == "3/j1__file_out"
+
+
+def write_jobs(folder: Path, n: int, *, named: bool = True) -> Path:
+    lines = []
+    for i in range(n):
+        (folder / f"in{i}.txt").write_text(f"input {i}\n")
+        lines.append((f"--wu-name job{i} " if named else "") + f"in{i}.txt")
+    path = folder / "jobs.txt"
+    path.write_text("# test jobs\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_check_jobs_file_counts(tmp_path):
+    checked = jobs.check_jobs_file(write_jobs(tmp_path, 5))
+    assert (checked.jobs, checked.files, checked.input_counts) == (5, 5, {1})
+    assert len(checked.digest) == 64
+
+
+def test_bad_lines_are_reported_with_numbers_and_nothing_is_created(tmp_path):
+    path = write_jobs(tmp_path, 3)
+    with path.open("a") as f:
+        f.write("--wu-name job1 in0.txt\n")       # line 5: a name used twice
+        f.write("missing.txt\n")                  # line 6
+        f.write("--frobnicate in0.txt\n")         # line 7
+    with pytest.raises(InvalidInput) as info:
+        jobs.submit(NoProject(), "up", path)
+    text = str(info.value)
+    assert "3 bad line(s); nothing was created" in text
+    assert "line 5: job name 'job1' is used twice" in text
+    assert "line 6: input file missing.txt does not exist" in text
+    assert "line 7: unknown option '--frobnicate'" in text
+
+
+def test_many_bad_lines_are_capped(tmp_path):
+    path = tmp_path / "jobs.txt"
+    path.write_text("".join(f"nofile{i}\n" for i in range(50)))
+    with pytest.raises(InvalidInput, match=r"and 30 more"):
+        jobs.check_jobs_file(path)
+
+
+def test_empty_and_missing_jobs_files(tmp_path):
+    (tmp_path / "empty").write_text("# nothing\n")
+    with pytest.raises(InvalidInput, match="holds no jobs"):
+        jobs.submit(NoProject(), "up", tmp_path / "empty")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        jobs.submit(NoProject(), "up", tmp_path / "nope")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        jobs.submit(NoProject(), "up", tmp_path / "binary")
+
+
+def test_bad_app_name_and_options_are_refused_before_docker(tmp_path):
+    path = write_jobs(tmp_path, 1)
+    with pytest.raises(InvalidInput, match="app name"):
+        jobs.submit(NoProject(), "Bad App", path)
+    with pytest.raises(InvalidInput, match="at least 1"):
+        jobs.submit(NoProject(), "up", path, {"max_error_results": 0})
+
+
+def test_create_work_missing_input_is_refused_before_docker(tmp_path):
+    with pytest.raises(InvalidInput, match="does not exist; no job was created"):
+        jobs.create_work(NoProject(), "up", [tmp_path / "nope"])
+
+
+def test_dry_run_stages_each_content_once(tmp_path):
+    path = write_jobs(tmp_path, 4, named=False)
+    (tmp_path / "in3.txt").write_text("input 0\n")  # same content as in0.txt
+    result = jobs.submit(None, "up", path, dry_run=True)
+    assert result.dry_run and result.created == 4
+    assert result.files_sent == 3
+    assert result.first.startswith("up_") and result.first.endswith("_1")
+
+
+def test_names_follow_the_file_so_a_second_submission_is_caught(tmp_path):
+    path = write_jobs(tmp_path, 2, named=False)
+    first = jobs.submit(None, "up", path, dry_run=True).first
+    assert jobs.submit(None, "up", path, dry_run=True).first == first
+    assert jobs.submit(None, "up", path, wu_prefix="again", dry_run=True).first == "again_1"
+
+
+def test_the_stream_puts_inputs_into_the_download_hierarchy(tmp_path):
+    path = write_jobs(tmp_path, 3)
+    parsed = [j for j in bj.parse_jobs(path.read_text().splitlines(True)) if isinstance(j, bj.Job)]
+    sink = io.BytesIO()
+    with (tmp_path / "lines").open("w+b") as lines:
+        feed = jobs._jobs_to_stream("up", parsed, tmp_path, "p", "tmp_boincserver/s1", lines)
+        feed(sink)
+    sink.seek(0)
+    with tarfile.open(fileobj=sink) as tar:
+        names = tar.getnames()
+        jobs_txt = tar.extractfile("tmp_boincserver/s1/jobs.txt").read().decode().splitlines()
+        staged = {n: tar.extractfile(n).read() for n in names if n.startswith("download/")}
+    assert names[-1] == "tmp_boincserver/s1/jobs.txt"
+    assert len(staged) == 3
+    for n, data in staged.items():
+        name = n.split("/")[-1]
+        assert n == "download/" + bj.dir_hier_path(name)
+        import hashlib
+        assert name == "jf_" + hashlib.md5(data).hexdigest()
+    assert jobs_txt[0].startswith("--wu_name job0 jf_")
+
+
+def test_results_refuse_unsafe_member_names():
+    assert jobs._safe_member("job1/out") == ("job1", "out")
+    for bad in ("../x", "a/../b", "/etc/passwd", "a/b/c", "a/.hidden", "x"):
+        assert jobs._safe_member(bad) is None
+
+
+def test_results_need_a_selection():
+    with pytest.raises(InvalidInput, match="--wu NAME"):
+        jobs.results(NoProject())
+    with pytest.raises(InvalidInput, match="--wu NAME"):
+        jobs.results(NoProject(), ["a"], 3)

@@ -71,7 +71,11 @@ def test_stdin_lines_quote_for_create_work():
 def test_create_work_options():
     args = bj.create_work_args("up", {"max_error_results": 3, "target_nresults": 2, "min_quorum": None}, batch=7)
     assert args == ["bin/create_work", "--appname", "up", "--batch", "7", "--max_error_results", "3",
-                    "--target_nresults", "2", "--stdin"]
+                    "--target_nresults", "2", "--max_total_results", "5", "--stdin"]
+    assert bj.check_options({"max_error_results": 3}) == {"max_error_results": 3, "max_total_results": 4}
+    assert bj.check_options({"max_error_results": 3, "max_total_results": 9})["max_total_results"] == 9
+    with pytest.raises(bj.JobsError, match="cannot exceed --max-total-results"):
+        bj.check_options({"max_error_results": 3, "max_total_results": 2})
     with pytest.raises(bj.JobsError, match="at least 1"):
         bj.check_options({"max_error_results": 0})
     with pytest.raises(bj.JobsError, match="cannot exceed"):

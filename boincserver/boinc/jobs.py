@@ -36,6 +36,8 @@ CREATE_WORK_OPTIONS = {
     "max_success_results": int, "delay_bound": int, "priority": int, "rsc_fpops_est": float,
     "rsc_fpops_bound": float, "rsc_memory_bound": float, "rsc_disk_bound": float,
 }
+# create_work's default of target_nresults and the max_*_results (tools/backend_lib.h).
+DEFAULT_RESULTS = 1
 # Per-job options a jobs-file line may carry (create_work reads these from --stdin lines).
 LINE_OPTIONS = {"wu_name": str, "command_line": str, "priority": int}
 
@@ -201,6 +203,15 @@ def check_options(options: dict) -> dict:
         out[key] = value
     if "min_quorum" in out and "target_nresults" in out and out["min_quorum"] > out["target_nresults"]:
         raise JobsError("--min-quorum cannot exceed --target-nresults")
+    # create_work's defaults are all 1 (one try) and it refuses max_error_results or
+    # max_success_results above max_total_results: room for the retries asked for, unless given.
+    target = out.get("target_nresults", DEFAULT_RESULTS)
+    if "max_total_results" not in out and ("max_error_results" in out or "max_success_results" in out):
+        out["max_total_results"] = max(out.get("max_error_results", DEFAULT_RESULTS) + target,
+                                       out.get("max_success_results", DEFAULT_RESULTS))
+    for key in ("max_error_results", "max_success_results"):
+        if out.get(key, DEFAULT_RESULTS) > out.get("max_total_results", DEFAULT_RESULTS):
+            raise JobsError(f"--{key.replace('_', '-')} cannot exceed --max-total-results")
     return out
 
 

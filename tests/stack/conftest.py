@@ -101,3 +101,98 @@ def stack(tmp_path_factory):
         yield s
     finally:
         run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
+
+
+# -- apps and jobs: a project of their own, reachable by a client on the host's network ------
+CLIENT_DIR = Path(__file__).parent / "client"
+
+
+@pytest.fixture(scope="session")
+def jobs_stack(tmp_path_factory):
+    """A project for apps, jobs and the real client: its own name and port, and a master URL
+    on 127.0.0.1 (boinc-client refuses a URL whose host has no dot; a client on the host's
+    network reaches this one)."""
+    port = free_port()
+    s = Stack(tmp_path_factory.mktemp("jobs"), f"aj_{os.getpid()}", port)
+    run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port)
+    run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
+    try:
+        run_cli("up", cwd=s.dir)
+        yield s
+    finally:
+        run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
+
+
+def installed_apps(s: Stack) -> set[str]:
+    import json
+    return {a["name"] for a in json.loads(run_cli("app", "list", "--json", cwd=s.dir).stdout)}
+
+
+def ensure_example_app(s: Stack, name: str) -> None:
+    """Install an example app once per session (tests in either file may need it first)."""
+    if name not in installed_apps(s):
+        run_cli("app", "add", name, "--example", name, cwd=s.dir)
+
+
+def client_image() -> str:
+    """Debian's boinc-client (7.20.5 on bookworm) on the pinned base OS image, built with the
+    classic builder; the tag carries the digest of tests/stack/client/, so it is built once."""
+    import hashlib
+    h = hashlib.sha256(pins.BASE_OS_IMAGE.encode())
+    for f in sorted(CLIENT_DIR.iterdir()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    tag = f"boincserver-test/boinc-client:7.20.5-{h.hexdigest()[:12]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+        from boincserver.engine import Engine
+        images.ensure_os_image(Engine(), pins.BASE_OS_IMAGE)
+        done = subprocess.run(["docker", "build", "--build-arg", f"BASE_IMAGE={pins.BASE_OS_IMAGE}", "-t", tag,
+                               str(CLIENT_DIR)], capture_output=True, text=True,
+                              env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        if done.returncode != 0:
+            raise AssertionError(f"building the client image failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return tag
+
+
+class Client:
+    """A BOINC client container on the host's network, driven with boinccmd inside it."""
+
+    def __init__(self, name: str, rpc_port: int):
+        self.name = name
+        self.rpc_port = rpc_port
+
+    def cmd(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["docker", "exec", self.name, "boinccmd", "--host", f"127.0.0.1:{self.rpc_port}",
+                               *args], capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise AssertionError(f"boinccmd {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def log(self) -> str:
+        return subprocess.run(["docker", "logs", self.name], capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def boinc_client(jobs_stack):
+    """A volunteer: account created and attached to the jobs_stack project."""
+    import time
+    image = client_image()
+    rpc_port = free_port()
+    name = f"boincserver-test-client-{os.getpid()}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", image,
+                    "--gui_rpc_port", str(rpc_port)], check=True, capture_output=True)
+    client = Client(name, rpc_port)
+    try:
+        url = f"{jobs_stack.local}/{jobs_stack.project}/"
+        deadline = time.monotonic() + 60
+        while "Initialization completed" not in client.log():
+            assert time.monotonic() < deadline, client.log()
+            time.sleep(1)
+        client.cmd("--create_account", url, "volunteer@example.org", "a-password", "volunteer")
+        out = client.cmd("--lookup_account", url, "volunteer@example.org", "a-password")
+        key = out.split("account key:", 1)[1].split()[0]
+        client.cmd("--project_attach", url, key)
+        client.url = url
+        yield client
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)

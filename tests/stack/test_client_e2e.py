@@ -1,0 +1,62 @@
+"""End to end with a real BOINC client: Debian's boinc-client 7.20.5 computes the jobs.
+
+The client (tests/stack/client/) runs on the host's network and is attached to the
+jobs_stack project at http://127.0.0.1:PORT/NAME/ with an account made by boinccmd. Each
+test creates a job with `boincserver create-work`, lets the client fetch, run and report it
+(nudged with `boinccmd --project URL update`), waits for the validator and the assimilator,
+and reads the output with `boincserver results --out`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .conftest import Stack, ensure_example_app, run_cli
+
+TIMEOUT = 420
+
+
+def wait_done(stack: Stack, client, wu: str) -> dict:
+    deadline = time.monotonic() + TIMEOUT
+    last_update = 0.0
+    job = {}
+    while time.monotonic() < deadline:
+        done = run_cli("results", "--wu", wu, "--json", cwd=stack.dir, check=False)
+        job = json.loads(done.stdout)["jobs"][0] if done.stdout.strip().startswith("{") else {}
+        if job.get("state") in ("done", "failed"):
+            return job
+        if time.monotonic() - last_update > 20:
+            client.cmd("--project", client.url, "update", check=False)
+            last_update = time.monotonic()
+        time.sleep(3)
+    raise AssertionError(f"job {wu} not done in {TIMEOUT}s: {job}\nclient log:\n{client.log()[-4000:]}")
+
+
+def run_job(stack: Stack, client, app: str, wu: str, text: str, tmp_path: Path) -> str:
+    src = tmp_path / f"{wu}.txt"
+    src.write_text(text)
+    run_cli("create-work", app, src, "--wu-name", wu, "--max-error-results", "2", cwd=stack.dir)
+    job = wait_done(stack, client, wu)
+    assert job["state"] == "done", f"{job}\nclient log:\n{client.log()[-4000:]}"
+    out = tmp_path / "out"
+    report = json.loads(run_cli("results", "--wu", wu, "--out", out, "--json", cwd=stack.dir).stdout)
+    assert report["summary"] == {"done": 1, "pending": 0, "failed": 0}
+    assert job["outputs"] == ["out"]
+    return (out / wu / "out").read_text()
+
+
+def test_native_app_uppercase_computed_by_a_real_client(jobs_stack: Stack, boinc_client, tmp_path):
+    ensure_example_app(jobs_stack, "uppercase")
+    got = run_job(jobs_stack, boinc_client, "uppercase", "e2e_upper", "Hello, BOINC volunteers!\n", tmp_path)
+    assert got == "HELLO, BOINC VOLUNTEERS!\n"
+    assert "Starting task e2e_upper_0" in boinc_client.log()
+
+
+def test_wrapper_app_wordcount_computed_by_a_real_client(jobs_stack: Stack, boinc_client, tmp_path):
+    ensure_example_app(jobs_stack, "wordcount")
+    got = run_job(jobs_stack, boinc_client, "wordcount", "e2e_words", "one two three\nfour five six seven\n",
+                  tmp_path)
+    assert got.strip() == "7"
+    assert "Starting task e2e_words_0" in boinc_client.log()

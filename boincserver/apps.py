@@ -124,6 +124,11 @@ class AddResult:
     seconds: float = 0.0
 
 
+def _is_local(source: str) -> bool:
+    """A file of this machine, not one of the image or one generated here."""
+    return not (source.startswith(IMAGE_PREFIX) or source in ("wrapper:", "job.xml:"))
+
+
 def _source_bytes(project, source: str, spec: boinc_apps.AppSpec) -> bytes:
     if source == "job.xml:":
         return boinc_apps.spec_job_xml(spec).encode()
@@ -186,7 +191,7 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
     # Local files first: a typo fails before anything touches the project.
     layout, entries = boinc_apps.version_layout(spec, 0)
     for _, source, _ in layout:
-        if ":" not in source[:8] and not Path(source).is_file():
+        if _is_local(source) and not Path(source).is_file():
             raise InvalidInput(f"file {source} does not exist; nothing was installed",
                                advice="give the path of the app's executable with --exe")
     require_running(project)

@@ -114,7 +114,7 @@ def down(
 def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
     """Service states and BOINC's own bin/status."""
     from boincserver import project as core
-    data = core.status(_project())
+    data = core.status(_project(), console)
     if json_out:
         console.json(data)
         return

@@ -224,7 +224,7 @@ class Engine:
 
         Secrets travel through stdin and stdout, never on a command line.
         """
-        cmd = self._compose_cmd() + ["run", "--rm", "--no-TTY", "--quiet-pull"]
+        cmd = [str(c) for c in self._compose_cmd()] + ["run", "--rm", "--no-TTY", "--quiet-pull"]
         for k, v in (env or {}).items():
             cmd += ["-e", f"{k}={v}"]
         done = subprocess.run(cmd + [service] + command, input=stdin or b"", capture_output=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from boincserver.apps import HELPER, _helper_result, helper, require_running
+from boincserver.apps import _helper_result, helper, require_running
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.errors import InvalidInput
@@ -333,12 +333,3 @@ def batches(project) -> list[dict]:
 def abort(project, batch: int) -> dict:
     require_running(project)
     return helper(project, ["abort", str(batch)])
-
-
-# -- what the CLI shares between create-work and submit -------------------------------------
-def options_from(**values) -> dict:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-__all__ = ["submit", "create_work", "results", "batches", "abort", "check_jobs_file", "SubmitResult",
-           "HELPER"]

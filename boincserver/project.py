@@ -241,6 +241,8 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
         boinc_src = str(boinc_source.resolve(boinc_src))
     write_settings(project, new)
     build(project, reporter, boinc_src=boinc_src)
+    from boincserver import secrets
+    secrets.recover(project, reporter)
     reporter.step("starting mysql, creating or updating the project, starting apache")
     try:
         project.engine.compose_up(None, reporter.line)
@@ -298,8 +300,10 @@ def down(project: Project, reporter: Reporter, volumes: bool) -> None:
     project.engine.compose_down(volumes, reporter.line)
 
 
-def status(project: Project) -> dict:
+def status(project: Project, reporter: Reporter | None = None) -> dict:
+    from boincserver import secrets
     check_docker(project.engine)
+    secrets.recover(project, reporter or Silent())
     services = project.engine.compose_ps()
     apache_up = any(r["service"] == "apache" and r["state"] == "running" for r in services)
     daemons = []

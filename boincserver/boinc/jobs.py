@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 DEFAULT_FANOUT = 1024
@@ -226,17 +226,9 @@ def create_work_args(app: str, options: dict, batch: int | None = None, use_stdi
     return args
 
 
-@dataclass
-class Submission:
-    """What a bulk submission adds up to, for the report."""
-
-    jobs: int = 0
-    files: int = 0
-    bytes: int = 0
-    names: list[str] = field(default_factory=list)
-
-
 # -- states of workunits (db/boinc_db_types.h) --------------------------------------------
+# images/apache/boincserver-jobs applies the same rules in the container (it cannot import
+# this package); these are what its tests pin down.
 WU_ERRORS = {1: "couldn't send", 2: "too many errors", 4: "too many successes",
              8: "too many total results", 16: "cancelled", 32: "no canonical result"}
 ASSIMILATE_DONE = 2

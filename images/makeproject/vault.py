@@ -216,7 +216,8 @@ class Vault:
         changes = {}
         for name, s in self.catalogue.items():
             values = {rel: files[rel] for rel in s.paths if rel in files}
-            if values:
+            # A secret the backup holds no value of (a token never set) keeps its current one.
+            if any(v.strip() for v in values.values()):
                 changes[name] = values
         return changes
 

@@ -51,14 +51,26 @@ def init(
     boinc_user: str = typer.Option("boincadm", help="The Unix user that owns and runs the project."),
     project_root: Optional[str] = typer.Option(None, help="The project's path in the containers (default /home/USER/project)."),
     http_port: int = typer.Option(8080, help="The host port Apache is published on."),
+    offline_signing: Optional[Path] = typer.Option(
+        None, help="Keep the code-signing private key in this folder, never on the server."),
 ):
     """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
     from boincserver import project as core
     from boincserver.settings import Settings
+    if offline_signing and offline_signing.expanduser().absolute().is_relative_to(directory.absolute()):
+        from boincserver.errors import InvalidInput
+        raise InvalidInput(f"{offline_signing} is inside the project folder, which is meant for git: "
+                           "keep the code-signing key in a folder outside it")
     settings = Settings(project=project or directory.absolute().name, url_base=url_base,
-                        boinc_user=boinc_user, project_root=project_root or "", http_port=http_port)
+                        boinc_user=boinc_user, project_root=project_root or "", http_port=http_port,
+                        offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "")
     for written in core.init(directory, settings):
         console.result(f"{written.state:9} {written.path}")
+    if offline_signing:
+        from boincserver import secrets
+        from boincserver.boinc import keys
+        pair = secrets.make_offline_keys(offline_signing)
+        console.result(f"code-signing key {keys.fingerprint(pair.public)} kept offline in {offline_signing}")
     console.result(f"\nProject {settings.project!r} ready in {directory}: `cd {directory} && boincserver up`")
 
 

@@ -243,6 +243,13 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
     build(project, reporter, boinc_src=boinc_src)
     from boincserver import secrets
     secrets.recover(project, reporter)
+    if new.offline_signing_keys and created_record(project) is None:
+        # Before the project is made, the server gets the public key only: make_project and
+        # the secrets job then keep the private key off the server.
+        pair = secrets.make_offline_keys(Path(new.offline_signing_keys))
+        from boincserver.boinc import keys
+        reporter.step("offline code signing: sending the public key only")
+        secrets.send_public_key(project, keys.public_key_to_text(pair.public))
     reporter.step("starting mysql, creating or updating the project, starting apache")
     try:
         project.engine.compose_up(None, reporter.line)

@@ -35,6 +35,9 @@ class Settings:
     http_port: int = DEFAULT_HTTP_PORT
     # The Compose project name, fixed at init so that volumes never follow a renamed folder.
     compose_name: str = ""
+    # Offline code signing: the folder on the operator's machine holding code_sign_private.
+    # Only its public key ever reaches the server.
+    offline_signing_keys: str = ""
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 

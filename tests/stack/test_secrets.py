@@ -233,3 +233,26 @@ def test_offline_signing_export_sign_and_update_versions(stack: Stack, tmp_path)
     assert "<file_signature>" in xml_doc
     assert sig.splitlines()[0] in xml_doc.replace("\\n", "\n")
     assert_serving(stack)
+
+
+def test_init_with_offline_signing_keeps_the_private_key_off_the_server(tmp_path):
+    from .conftest import free_port
+    port = free_port()
+    project_dir, keys_dir = tmp_path / "offline_proj", tmp_path / "keys"
+    done = run_cli("init", project_dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port,
+                   "--offline-signing", project_dir / "keys", check=False)
+    assert done.returncode == 1 and "outside" in done.stderr and not project_dir.exists()
+    run_cli("init", project_dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port,
+            "--offline-signing", keys_dir)
+    try:
+        run_cli("up", cwd=project_dir)
+        local_public = keys.parse_public_key((keys_dir / "code_sign_public").read_text())
+        rows = {r["name"]: r for r in json.loads(run_cli("secrets", "show", "--json", cwd=project_dir).stdout)}
+        assert rows["code_sign"]["private_key"] == "offline"
+        assert rows["code_sign"]["fingerprint"] == keys.fingerprint(local_public)
+        on_server = compose(project_dir, "run", "--rm", "--no-deps", "-T", "--entrypoint", "cat", "makeproject",
+                            "/run/boincserver/secrets/keys/code_sign_private").stdout
+        assert on_server.strip() == ""
+        assert status_of(f"http://127.0.0.1:{port}/offline_proj/") == 200
+    finally:
+        run_cli("down", "--volumes", "--yes", cwd=project_dir, check=False)

@@ -29,6 +29,7 @@ from boincserver.boinc import jobs as bj
 from boincserver.errors import InvalidInput
 
 SHOWN_ERRORS = 20
+SENT_MEMORY = 1 << 16  # contents remembered to send each only once
 STATUS_MEMBER = ".boincserver-status.json"
 
 
@@ -146,7 +147,7 @@ class _Stager:
     def __init__(self, tar: tarfile.TarFile, fanout: int = bj.DEFAULT_FANOUT):
         self.tar = tar
         self.fanout = fanout
-        self.sent: set[bytes] = set()
+        self.sent: set[int] = set()
         self.files = 0
         self.bytes = 0
 
@@ -154,10 +155,16 @@ class _Stager:
         data = path.read_bytes()
         md5 = hashlib.md5(data).hexdigest()
         name = bj.staged_name(md5)
-        key = bytes.fromhex(md5)
+        key = int(md5[:16], 16)  # 64 bits tell 100,000s of contents apart, in less memory
         if key not in self.sent:
+            if len(self.sent) >= SENT_MEMORY:
+                # Memory stays flat: a content seen long ago may be sent again, and tar's
+                # --skip-old-files leaves the copy already there alone.
+                self.sent.clear()
             self.sent.add(key)
             _add_bytes(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
+            # A writing TarFile keeps every member's TarInfo; nothing here reads them back.
+            self.tar.members.clear()
             self.files += 1
             self.bytes += len(data)
         return name

@@ -170,3 +170,17 @@ def test_helper_results_become_one_line_errors():
     with pytest.raises(ProjectError, match="exit 1"):
         apps._helper_result(1, b"", "boom", False)
     assert apps._helper_result(0, b'{"a": 1}', "", False) == {"a": 1}
+
+
+def test_offline_key_signs_like_crypt_prog(tmp_path):
+    """--keys-dir: signed on this machine, the signature crypt_prog made for the same file."""
+    import hashlib
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "keys"
+    md5 = hashlib.md5((fixtures / "message.txt").read_bytes()).hexdigest()
+    sigs, how = apps.sign(NoProject(), [md5], fixtures / "test_only_private_key")
+    assert sigs[md5].split() == (fixtures / "message.txt.sig").read_text().split()
+    assert "key file" in how
+    with pytest.raises(InvalidInput, match="cannot use"):
+        apps.sign(NoProject(), [md5], tmp_path / "missing")

@@ -53,6 +53,7 @@ def init(
     http_port: int = typer.Option(8080, help="The host port Apache is published on."),
     offline_signing: Optional[Path] = typer.Option(
         None, help="Keep the code-signing private key in this folder, never on the server."),
+    registry: str = typer.Option("", help="Registry of the project's images: HOST:PORT/PATH, port and path optional (build --push; up pulls)."),
 ):
     """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
     from boincserver import project as core
@@ -63,7 +64,8 @@ def init(
                            "keep the code-signing key in a folder outside it")
     settings = Settings(project=project or directory.absolute().name, url_base=url_base,
                         boinc_user=boinc_user, project_root=project_root or "", http_port=http_port,
-                        offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "")
+                        offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "",
+                        registry=registry)
     for written in core.init(directory, settings):
         console.result(f"{written.state:9} {written.path}")
     if offline_signing:
@@ -78,14 +80,25 @@ def init(
 def build(
     boinc_src: Optional[str] = typer.Option(None, help="BOINC source: a git checkout or a release tarball (offline builds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even what is up to date."),
+    tag: List[str] = typer.Option([], "--tag", help="Also tag the project's images TAG (repeatable; never 'latest')."),
+    push: bool = typer.Option(False, "--push", help="Push the images (and their content tag) to the registry."),
+    registry: Optional[str] = typer.Option(None, help="HOST:PORT/PATH (port and path optional) instead of the `registry` setting."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Build the base images that are missing or outdated, then the project's images."""
     from boincserver import project as core
     p = _project()
     core.check_docker(p.engine)
-    result = core.build(p, console, boinc_src=boinc_src, force=force)
+    result = core.build(p, console, boinc_src=boinc_src, force=force, tags=tag, push=push, registry=registry)
+    if json_out:
+        console.json(result.__dict__)
+        return
     built = result.base_built + result.project_built
     console.result("built: " + ", ".join(built) if built else "everything is up to date; nothing was built")
+    if result.pulled:
+        console.result("pulled: " + ", ".join(result.pulled))
+    for ref in result.pushed or result.tagged:
+        console.result(("pushed   " if result.pushed else "tagged   ") + ref)
 
 
 @app.command()

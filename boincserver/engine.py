@@ -159,6 +159,31 @@ class Engine:
             args += ["--progress", "plain"]
         self.stream(args + [str(context)], on_line)
 
+    def image_id(self, tag: str) -> str | None:
+        if not self._call(self.docker.image.exists, tag):
+            return None
+        return self._call(self.docker.image.inspect, tag).id
+
+    def tag_image(self, source: str, target: str) -> None:
+        self._call(self.docker.image.tag, source, target)
+
+    def push_image(self, reference: str, on_line: LineSink | None) -> None:
+        """`docker push` (credentials are docker's own: `docker login`, never boincserver's)."""
+        self.stream(["push", reference], on_line)
+
+    def pull_image(self, reference: str, on_line: LineSink | None) -> bool:
+        """`docker pull`; False if the registry has no such image or cannot be reached."""
+        try:
+            self.stream(["pull", "--quiet", reference], on_line)
+            return True
+        except DockerError:
+            return False
+
+    def remove_image(self, tag: str) -> None:
+        """Untag (and delete if no other tag holds it); nothing if absent."""
+        if self._call(self.docker.image.exists, tag):
+            self._call(self.docker.image.remove, tag)
+
     def import_rootfs(self, rootfs: Path, tag: str) -> None:
         """`tar -C rootfs -c . | docker import - tag`: a base OS image without a registry."""
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

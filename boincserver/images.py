@@ -53,11 +53,12 @@ def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
 
 
 def labels_for(name: str, digest: str) -> dict[str, str]:
+    from boincserver import registry
+    # source and revision: boincserver's own checkout, where it runs from one (not from a wheel).
+    facts = registry.git_facts(paths.PACKAGE_DIR.parent) if (paths.PACKAGE_DIR.parent / ".git").exists() else {}
     return {
         INPUTS_LABEL: digest,
-        "org.opencontainers.image.title": f"boincserver {name}",
-        "org.opencontainers.image.version": __version__,
-        "org.boincserver.boinc-commit": pins.BOINC_COMMIT,
+        **registry.oci_labels(__version__, pins.BOINC_COMMIT, facts, title=f"boincserver {name}"),
         "org.boincserver.boinc-release": pins.BOINC_RELEASE,
     }
 

@@ -29,7 +29,7 @@ SERVICES = ("mysql", "makeproject", "apache")
 CREATED_RECORD = ".boincserver/created.json"
 PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
 # Files of the project folder that are settings, not build inputs (see the .dockerignore).
-NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git"}
+NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github"}
 
 
 class Reporter(Protocol):
@@ -170,8 +170,10 @@ def write_settings(project: Project, settings: Settings) -> None:
 # -- build ---------------------------------------------------------------------------------
 def project_inputs_digest(project: Project, service: str) -> str:
     h = hashlib.sha256()
-    base = project.engine.image_labels(pins.base_image(service)) or {}
-    h.update(json.dumps([service, base.get(images.INPUTS_LABEL), project.settings.locked_values()]).encode())
+    # The base image's wanted inputs (not the label of whatever base image is there): a new
+    # base gives new project images, and the digest needs no base image on this machine, so
+    # a machine that only pulls can compute it.
+    h.update(json.dumps([service, images.inputs_digest(service), project.settings.locked_values()]).encode())
     for f in sorted(project.dir.rglob("*")):
         rel = f.relative_to(project.dir)
         if f.is_file() and rel.parts[0] not in NOT_BUILD_INPUTS:
@@ -183,31 +185,76 @@ def project_inputs_digest(project: Project, service: str) -> str:
 class BuildResult:
     base_built: list[str] = field(default_factory=list)
     project_built: list[str] = field(default_factory=list)
+    pulled: list[str] = field(default_factory=list)
+    tagged: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    images: dict[str, dict] = field(default_factory=dict)
 
 
 def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
-          force: bool = False) -> BuildResult:
-    """Build the base images that are missing or outdated, then the project's images."""
+          force: bool = False, tags: tuple[str, ...] | list[str] = (), push: bool = False,
+          registry: str | None = None) -> BuildResult:
+    """Build the base images that are missing or outdated, then the project's images.
+
+    With a registry (the project's `registry` setting, or `registry`), a project image that is
+    missing here is first pulled by its content tag; `tags` tag the images (in the registry's
+    namespace when there is one) and `push` sends them with their content tag.
+    """
+    from boincserver import __version__, registry as reg
     result = BuildResult()
+    where = reg.check_registry(registry) if registry else project.settings.registry
+    tags = [reg.check_tag(t) for t in tags]
+    if push and not where:
+        raise InvalidInput("--push needs a registry: set `registry` in boincserver.toml "
+                           "or pass --registry HOST[:PORT][/PATH]")
     # A source the user names is checked at once, whether or not BOINC needs compiling.
     given = boinc_source.resolve(boinc_src) if boinc_src else None
-    result.base_built = images.build_base_images(
-        project.engine, lambda: given or boinc_source.resolve(on_progress=_download_progress(reporter)),
-        reporter.line, reporter.step, force=force)
-    from boincserver import __version__
-    for service in SERVICES:
-        digest = project_inputs_digest(project, service)
+    digests = {s: project_inputs_digest(project, s) for s in SERVICES}
+
+    def current(service: str) -> bool:
         labels = project.engine.image_labels(project.image(service))
-        if not force and labels and labels.get(PROJECT_INPUTS_LABEL) == digest:
-            continue
+        return bool(labels) and labels.get(PROJECT_INPUTS_LABEL) == digests[service]
+
+    needed = [s for s in SERVICES if force or not current(s)]
+    if where and not force:
+        for service in list(needed):
+            remote = reg.reference(where, project.settings.compose_name, service,
+                                   reg.content_tag(__version__, digests[service]))
+            reporter.step(f"looking for {remote}")
+            if project.engine.pull_image(remote, reporter.line):
+                project.engine.tag_image(remote, project.image(service))
+                if current(service):
+                    needed.remove(service)
+                    result.pulled.append(service)
+    if needed:
+        result.base_built = images.build_base_images(
+            project.engine, lambda: given or boinc_source.resolve(on_progress=_download_progress(reporter)),
+            reporter.line, reporter.step, force=force)
+    labels = reg.oci_labels(__version__, pins.BOINC_COMMIT, reg.git_facts(project.dir))
+    for service in needed:
         reporter.step(f"building {project.image(service)}")
         project.engine.build_image(
             project.dir, project.image(service),
             {k: v for k, v in project.settings.env().items() if k in ("PROJECT", "BOINC_USER", "PROJECT_ROOT")},
-            {PROJECT_INPUTS_LABEL: digest, "org.opencontainers.image.version": __version__,
-             "org.boincserver.boinc-commit": pins.BOINC_COMMIT},
+            {PROJECT_INPUTS_LABEL: digests[service],
+             "org.opencontainers.image.title": f"{project.settings.project} {service}", **labels},
             reporter.line, dockerfile=project.dir / "images" / service / "Dockerfile")
         result.project_built.append(service)
+    for service in SERVICES:
+        refs = [reg.reference(where, project.settings.compose_name, service, t) for t in tags]
+        if push:
+            refs.insert(0, reg.reference(where, project.settings.compose_name, service,
+                                         reg.content_tag(__version__, digests[service])))
+        for ref in refs:
+            project.engine.tag_image(project.image(service), ref)
+            result.tagged.append(ref)
+        if push:
+            for ref in refs:
+                reporter.step(f"pushing {ref}")
+                project.engine.push_image(ref, reporter.line)
+                result.pushed.append(ref)
+        result.images[service] = {"image": project.image(service), "id": project.engine.image_id(project.image(service)),
+                                  "inputs": digests[service], "tags": refs}
     return result
 
 

@@ -38,6 +38,9 @@ class Settings:
     # Offline code signing: the folder on the operator's machine holding code_sign_private.
     # Only its public key ever reaches the server.
     offline_signing_keys: str = ""
+    # Where `build --push` sends the project's images and `up` looks for them before building:
+    # host[:port][/path], e.g. ghcr.io/acme ("" for none).
+    registry: str = ""
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -53,6 +56,9 @@ class Settings:
         if isinstance(self.http_port, bool) or not isinstance(self.http_port, int) \
                 or not 1 <= self.http_port <= 65535:
             raise InvalidInput(f"HTTP port {self.http_port!r} is not valid: use a number from 1 to 65535")
+        if self.registry:
+            from boincserver.registry import check_registry
+            object.__setattr__(self, "registry", check_registry(self.registry))
         if not self.compose_name:
             object.__setattr__(self, "compose_name", f"boincserver-{self.project}")
 

@@ -30,7 +30,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_no_latest_tag_anywhere():
     offenders = []
-    for folder in ("images", "compose", "boincserver", "secrets"):
+    for folder in ("images", "compose", "boincserver", "secrets", "examples", "bench"):
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and path.suffix not in (".pyc",):
                 text = path.read_text(errors="ignore")

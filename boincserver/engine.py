@@ -225,9 +225,12 @@ class Engine:
         simply reused. Duplicates left by an earlier run are removed.
         """
         name = f"{self.docker.client_config.compose_project_name}_default"
-        found = [n for n in self._call(self.docker.network.list) if n.name == name]
+        # By exact name, and without inspecting other projects' networks (they may be going).
+        listed = subprocess.run(self._base_cmd() + ["network", "ls", "--quiet", "--filter", f"name=^{name}$"],
+                                capture_output=True, text=True)
+        found = listed.stdout.split()
         for extra in found[1:]:
-            self._call(self.docker.network.remove, extra)
+            subprocess.run(self._base_cmd() + ["network", "rm", extra], capture_output=True)
         if not found:
             self._call(self.docker.network.create, name, labels={
                 "com.docker.compose.network": "default",
@@ -368,6 +371,54 @@ class Engine:
         if "error" in got and rc == 0:
             raise got["error"]  # type: ignore[misc]
         return rc, got.get("out"), err
+
+    def compose_run_io(self, service: str, command: list[str], *, entrypoint: str | None = None,
+                       no_deps: bool = True, feed: Callable[[IO[bytes]], None] | None = None,
+                       consume: Callable[[IO[bytes]], object] | None = None) -> object:
+        """A one-shot container of `service` with streamed stdin and stdout (backups of volumes:
+        nothing is held in memory). Returns what consume returned; DockerError on failure."""
+        cmd = self._compose_cmd() + ["run", "--rm", "-T"] + (["--no-deps"] if no_deps else [])
+        if entrypoint:
+            cmd += ["--entrypoint", entrypoint]
+        cmd = [str(c) for c in cmd + [service] + list(command)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        got: dict[str, object] = {}
+
+        def read_out():
+            try:
+                got["out"] = consume(proc.stdout) if consume else proc.stdout.read()
+            except BaseException as exc:
+                got["error"] = exc
+                proc.stdout.read()
+
+        def read_err():
+            got["err"] = proc.stderr.read()
+
+        threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            if feed:
+                try:
+                    feed(proc.stdin)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            rc = proc.wait()
+            for t in threads:
+                t.join()
+        if rc != 0:
+            err = got.get("err", b"").decode(errors="replace")
+            problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))
+            raise problem if isinstance(problem, EnvironmentProblem) else DockerError(cmd, rc, err)
+        if "error" in got:
+            raise got["error"]  # type: ignore[misc]
+        return got.get("out")
 
     def compose_run_output(self, service: str, command: list[str], entrypoint: str) -> bytes:
         """A one-shot container of `service` without its dependencies: its stdout as bytes."""

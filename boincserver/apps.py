@@ -79,11 +79,25 @@ def load_example(example: str, name: str | None = None) -> boinc_apps.AppSpec:
         wrapper_stdin=data.get("wrapper_stdin"), wrapper_stdout=data.get("wrapper_stdout"))
 
 
+def run_in_apache(project, command: list[str], feed=None, consume=None) -> tuple[int, object, str]:
+    """A command in the running apache service as the BOINC user, in PROJECT_ROOT.
+
+    No `compose ps` first (half a second): a stopped project shows in exec's own error."""
+    from boincserver.errors import DockerError
+    try:
+        return project.engine.compose_exec_io(
+            "apache", command, user=project.settings.boinc_user, workdir=project.settings.project_root,
+            feed=feed, consume=consume)
+    except DockerError as exc:
+        if "is not running" in exc.stderr or "No such service" in exc.stderr or "no container" in exc.stderr:
+            raise ProjectError(f"project {project.settings.project!r} is not running",
+                               advice="start it with `boincserver up`") from None
+        raise
+
+
 def helper(project, args: list[str], feed=None, consume=None):
     """Run boincserver-jobs in apache as the BOINC user; its JSON (or what consume returned)."""
-    rc, out, err = project.engine.compose_exec_io(
-        "apache", [HELPER] + args, user=project.settings.boinc_user,
-        workdir=project.settings.project_root, feed=feed, consume=consume)
+    rc, out, err = run_in_apache(project, [HELPER] + args, feed=feed, consume=consume)
     return _helper_result(rc, out, err, consume is not None)
 
 
@@ -102,15 +116,6 @@ def _helper_result(rc: int, out, err: str, consumed: bool):
     if consumed:
         return out
     return json.loads(out.decode() or "null")
-
-
-def require_running(project) -> None:
-    from boincserver import project as core
-    core.check_docker(project.engine)
-    running = {r["service"] for r in project.engine.compose_ps() if r["state"] == "running"}
-    if "apache" not in running:
-        raise ProjectError(f"project {project.settings.project!r} is not running",
-                           advice="start it with `boincserver up`")
 
 
 @dataclass
@@ -194,7 +199,6 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
         if _is_local(source) and not Path(source).is_file():
             raise InvalidInput(f"file {source} does not exist; nothing was installed",
                                advice="give the path of the app's executable with --exe")
-    require_running(project)
     state = helper(project, ["app-state", spec.name])
     num = boinc_apps.next_version(state["version_dirs"])
     layout, entries = boinc_apps.version_layout(spec, num)
@@ -221,11 +225,10 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
     daemons = [{"cmd": d.cmd, "xml": d.xml()}
                for d in boinc_apps.app_daemons(spec.name, spec.validator, spec.assimilator)]
     data = buf.getvalue()
-    rc, out, err = project.engine.compose_exec_io(
-        "apache", ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
+    rc, out, err = run_in_apache(
+        project, ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
                                '&& exec boincserver-jobs app-install "$0" "$1" "$2"',
                    spec.name, json.dumps(daemons), vdir],
-        user=project.settings.boinc_user, workdir=project.settings.project_root,
         feed=lambda stdin: stdin.write(data))
     result = _helper_result(rc, out, err, False)
     return AddResult(spec.name, boinc_apps.version_dir(num), spec.platform, sorted(contents),
@@ -233,5 +236,4 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
 
 
 def list_apps(project) -> list[dict]:
-    require_running(project)
     return helper(project, ["apps"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from boincserver.apps import _helper_result, helper, require_running
+from boincserver.apps import _helper_result, helper, run_in_apache
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.errors import InvalidInput
@@ -206,10 +206,9 @@ def _submit(project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, 
         feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines)
         script = ('boincserver-jobs check-app "$1" "$2" >/dev/null && '
                   'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
-        rc, out, err = project.engine.compose_exec_io(
-            "apache", ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
-                       folder, app, batch_name or "-"] + cw_args,
-            user=project.settings.boinc_user, workdir=project.settings.project_root, feed=feed)
+        rc, out, err = run_in_apache(
+            project, ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
+                      folder, app, batch_name or "-"] + cw_args, feed=feed)
     result = _helper_result(rc, out, err, False)
     return SubmitResult(app, result["batch"], result["created"], feed.files, feed.bytes,  # type: ignore[attr-defined]
                         time.monotonic() - started, result.get("first"))
@@ -246,7 +245,6 @@ def submit(project, app: str, jobs_file: Path, options: dict | None = None, batc
             feed(sink)
         return SubmitResult(app, 0, checked.jobs, feed.files, feed.bytes,  # type: ignore[attr-defined]
                             time.monotonic() - started, f"{prefix}_1", dry_run=True)
-    require_running(project)
     name = batch_name or f"{app} {jobs_file.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     result = _submit(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, options or {}, name)
     result.seconds = time.monotonic() - started
@@ -276,7 +274,6 @@ def create_work(project, app: str, files: list[Path], wu_name: str | None = None
         bj.stdin_line(wu_name or "x", ["x"] * len(files), command_line, priority)
     except bj.JobsError as exc:
         raise InvalidInput(str(exc)) from None
-    require_running(project)
     prefix = f"{app}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
     result = _submit(project, app, [job], Path("/"), prefix, {len(files)}, options, None)
     result.first = wu_name or f"{prefix}_1"
@@ -297,7 +294,6 @@ def results(project, wu_names: list[str] | None = None, batch: int | None = None
     OUT/<job>/<output name>."""
     if bool(wu_names) == (batch is not None):
         raise InvalidInput("say which jobs: --wu NAME (one or more) or --batch ID")
-    require_running(project)
     args = ["status"] + (["--batch", str(batch)] if batch is not None else ["--wu", *wu_names])
     if out is None:
         return helper(project, args)
@@ -333,10 +329,8 @@ def results(project, wu_names: list[str] | None = None, batch: int | None = None
 
 
 def batches(project) -> list[dict]:
-    require_running(project)
     return helper(project, ["batches"])
 
 
 def abort(project, batch: int) -> dict:
-    require_running(project)
     return helper(project, ["abort", str(batch)])

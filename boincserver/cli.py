@@ -531,6 +531,33 @@ def batch_abort(batch_id: int = typer.Argument(..., metavar="ID", help="The batc
         console.result(f"batch {data['batch']} aborted: {data['jobs_cancelled']} job(s) cancelled")
 
 
+# -- backup, restore, upgrade, ci -------------------------------------------------------------
+@app.command()
+def backup(file: Path = typer.Argument(..., help="The new backup file (encrypted with a passphrase)."),
+           json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
+    """Back up the database, the project and results volumes and the secrets into one file."""
+    from boincserver import backup as core
+    result = core.backup(_project(), console, file, _passphrase(confirm=True))
+    if json_out:
+        console.json(result.__dict__)
+        return
+    console.result(f"wrote {result.file} ({result.bytes} bytes, AES-256-GCM, scrypt key) in {result.seconds:.1f}s; "
+                   "keep the passphrase apart")
+
+
+@app.command()
+def restore(file: Path = typer.Argument(..., help="A file written by `boincserver backup`."),
+            json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
+    """Put a backup into a project without data (after `down --volumes`); then `up`."""
+    from boincserver import backup as core
+    result = core.restore(_project(), console, file, _passphrase(confirm=False))
+    if json_out:
+        console.json(result)
+        return
+    console.result(f"restored {', '.join(result['restored'])} from the backup made {result['from']['made']}; "
+                   "start it with `boincserver up`")
+
+
 def main():
     try:
         app()

@@ -558,6 +558,20 @@ def restore(file: Path = typer.Argument(..., help="A file written by `boincserve
                    "start it with `boincserver up`")
 
 
+ci_app = typer.Typer(no_args_is_help=True, help="Continuous integration: build and push the project's images.")
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("github")
+def ci_github(branch: str = typer.Option("main", help="The branch whose pushes push the images."),
+              install: Optional[str] = typer.Option(None, help="How CI installs boincserver: a pip requirement (default: this version).")):
+    """Write a GitHub Actions workflow that builds the images, and on BRANCH pushes them."""
+    from boincserver import ci
+    from boincserver.settings import load
+    written = ci.write_github(state["project_dir"], load(state["project_dir"]), branch=branch, install=install)
+    console.result(f"{written.state:9} {written.path}")
+
+
 def main():
     try:
         app()

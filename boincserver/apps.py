@@ -169,7 +169,8 @@ def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str
     sigs = json.loads(out.decode().strip().splitlines()[-1])
     if sigs is None:
         raise ProjectError("the project's code-signing private key is not on the server (kept offline)",
-                           advice="sign on this machine: `boincserver app add ... --sign-key PATH/code_sign_private`")
+                           advice=("sign on this machine: `boincserver app add ... --keys-dir DIR` "
+                                   "(the folder holding code_sign_private)"))
     return sigs, "the project's code-signing key (secrets volume)"
 
 

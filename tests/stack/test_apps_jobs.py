@@ -145,3 +145,28 @@ def test_results_of_unknown_jobs_and_batches(apps_ready: Stack):
     assert done.returncode == 1 and "no job named 'no_such_job'" in done.stderr
     done = run_cli("results", "--batch", "999999", cwd=apps_ready.dir, check=False)
     assert done.returncode == 1 and "no batch 999999" in done.stderr
+
+
+def test_app_add_with_the_signing_key_kept_offline(tmp_path):
+    """A project made with `init --offline-signing`: the server has no private key, so
+    `app add` says to sign here, and signs here with --keys-dir."""
+    from .conftest import free_port
+    port = free_port()
+    folder = tmp_path / f"off_{__import__('os').getpid()}"
+    keys = tmp_path / "keys"
+    run_cli("init", folder, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port, "--offline-signing", keys)
+    try:
+        run_cli("up", cwd=folder)
+        done = run_cli("app", "add", "uppercase", "--example", "uppercase", cwd=folder, check=False)
+        assert done.returncode == 1 and "kept offline" in done.stderr and "--keys-dir" in done.stderr
+        out = json.loads(run_cli("app", "add", "uppercase", "--example", "uppercase", "--keys-dir", keys, "--json",
+                                 cwd=folder).stdout)
+        assert out["version"] == "1.00" and "key file" in out["signed_with"]
+        from boincserver.boinc import keys as bk
+        public = bk.parse_public_key((keys / "code_sign_public").read_text())
+        xml = sql(folder, folder.name, "SELECT xml_doc FROM app_version")
+        signature = xml.split("<file_signature>")[1].split("</file_signature>")[0].replace("\\n", "\n")
+        uc2 = apache_sh(folder, "cat $PROJECT_ROOT/download/uppercase_1.00_x86_64-pc-linux-gnu_main | md5sum").split()[0]
+        assert bk._verify_md5_hex(uc2, signature, public)
+    finally:
+        run_cli("down", "--volumes", "--yes", cwd=folder, check=False)

@@ -558,6 +558,27 @@ def restore(file: Path = typer.Argument(..., help="A file written by `boincserve
                    "start it with `boincserver up`")
 
 
+@app.command()
+def upgrade(backup_file: Optional[Path] = typer.Option(None, "--backup", help="Where the backup taken first goes (default: ~/.local/share/boincserver/backups/)."),
+            json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
+    """Move the project to this boincserver's pins: backup, rewrite, rebuild, BOINC's upgrade_db."""
+    from boincserver import upgrade as core
+    p = _project()
+    if not core.plan(p).changes:
+        passphrase = ""  # a no-op asks for nothing
+    else:
+        passphrase = _passphrase(confirm=True)
+    result = core.upgrade(p, console, passphrase, backup_file)
+    if json_out:
+        console.json(result)
+    elif not result["upgraded"]:
+        console.result(result["message"])
+    else:
+        console.result(f"upgraded to boincserver {result['pins']['boincserver']}, BOINC "
+                       f"{result['pins']['boinc_commit'][:12]}; database at revision {result['db_revision']}; "
+                       f"backup taken first: {result['backup']}")
+
+
 ci_app = typer.Typer(no_args_is_help=True, help="Continuous integration: build and push the project's images.")
 app.add_typer(ci_app, name="ci")
 

@@ -92,3 +92,40 @@ def test_backup_wipe_restore_serves_the_same_users_and_jobs(bu_stack, tmp_path):
     query = urllib.parse.urlencode({"email_addr": "alice@example.org", "passwd_hash": passwd_hash})
     status, body = _get(f"{s.local}/{s.project}/lookup_account.php?{query}")
     assert auth in body, body
+
+
+def test_upgrade_is_a_noop_on_the_same_pins_and_records_only_after_upgrade_db(bu_stack, tmp_path):
+    import json
+
+    from boincserver import __version__, pins
+    s = bu_stack
+    same = json.loads(run_cli("upgrade", "--json", cwd=s.dir).stdout)
+    assert same["upgraded"] is False and "nothing to do" in same["message"]
+
+    # An older project: folder rendered by an older boincserver, an overlay FROM an older base.
+    toml = s.dir / "boincserver.toml"
+    toml.write_text(toml.read_text().replace(f'boincserver_version = "{__version__}"',
+                                             'boincserver_version = "0.0.9"'))
+    dockerfile = s.dir / "images" / "apache" / "Dockerfile"
+    mine = "RUN true  # the operator's own line\n"
+    dockerfile.write_text(dockerfile.read_text().replace(pins.base_image("apache"),
+                                                         "boincserver/apache:0.0.9-boinc1.6.1") + mine)
+    backup_file = tmp_path / "before.backup"
+    result = json.loads(run_cli("upgrade", "--backup", backup_file, "--json", cwd=s.dir, env=PASS).stdout)
+    assert result["upgraded"] is True and backup_file.is_file()
+    assert f"FROM {pins.base_image('apache')}\n" in dockerfile.read_text()
+    assert dockerfile.read_text().endswith(mine)
+    assert f'boincserver_version = "{__version__}"' in toml.read_text()
+    assert re.fullmatch(r"\d+", result["db_revision"])
+    assert any("No updates needed" in l or "All done" in l for l in result["upgrade_db"]), result
+    recorded = json.loads(sql_free_read(s, ".boincserver/pins.json"))
+    assert recorded["boinc_commit"] == pins.BOINC_COMMIT and recorded["db_revision"] == result["db_revision"]
+    again = json.loads(run_cli("upgrade", "--json", cwd=s.dir).stdout)
+    assert again["upgraded"] is False
+    status, _ = _get(f"{s.local}/{s.project}/")
+    assert status == 200
+
+
+def sql_free_read(s: Stack, rel: str) -> str:
+    from .conftest import compose
+    return compose(s.dir, "exec", "-T", "apache", "sh", "-c", f'cat "$PROJECT_ROOT/{rel}"').stdout

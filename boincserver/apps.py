@@ -238,3 +238,70 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
 
 def list_apps(project) -> list[dict]:
     return helper(project, ["apps"])
+
+
+def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
+    """After a code-signing key change: each app's newest version (per platform) again, under
+    the next version number, its files signed with the new key.
+
+    Registered versions keep the signatures they were made with, which clients holding the
+    new key refuse; BOINC's way out is a new version, not a re-signed old one.
+    """
+    released = []
+    for app in list_apps(project):
+        newest: dict[tuple[str, str], int] = {}
+        for v in app["versions"]:
+            if not v["deprecated"]:
+                key = (v["platform"], v["plan_class"] or "")
+                newest[key] = max(newest.get(key, 0), v["version"])
+        for (platform, plan_class), num in sorted(newest.items()):
+            folder = platform + (f"__{plan_class}" if plan_class else "")
+            old_dir = f"apps/{app['name']}/{boinc_apps.version_dir(num)}/{folder}"
+            tar_bytes = _fetch_dir(project, old_dir)
+            state = helper(project, ["app-state", app["name"]])
+            new_num = boinc_apps.next_version(state["version_dirs"])
+            files = {}
+            with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+                for m in tar.getmembers():
+                    if m.isfile() and not m.name.endswith(".sig"):
+                        files[m.name.removeprefix("./")] = (tar.extractfile(m).read(), bool(m.mode & 0o111))
+            # BOINC's files are immutable by name: the new version's files get new names
+            # (this tool's names carry the version), and version.xml follows.
+            old_v, new_v = boinc_apps.version_dir(num), boinc_apps.version_dir(new_num)
+            renamed = {n: n.replace(f"_{old_v}_", f"_{new_v}_", 1) if n != "version.xml" else n for n in files}
+            if "version.xml" in files:
+                text = files["version.xml"][0].decode()
+                for o, n in renamed.items():
+                    text = text.replace(f">{o}<", f">{n}<")
+                files["version.xml"] = (text.encode(), False)
+            files = {renamed[n]: v for n, v in files.items()}
+            signed = {n: d for n, d in files.items() if n != "version.xml"}
+            md5 = {n: hashlib.md5(d).hexdigest() for n, (d, _) in signed.items()}
+            sigs, _ = sign(project, sorted(set(md5.values())), sign_key)
+            new_dir = f"apps/{app['name']}/{boinc_apps.version_dir(new_num)}/{folder}"
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                for name, (data, exe) in files.items():
+                    _add_file(tar, f"{new_dir}/{name}", data, 0o755 if exe else 0o644)
+                    if name in md5:
+                        _add_file(tar, f"{new_dir}/{name}.sig", sigs[md5[name]].encode())
+                _add_file(tar, "project.xml", state["project_xml"].encode())
+            data = buf.getvalue()
+            rc, out, err = project.engine.compose_exec_io(
+                "apache", ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
+                                       '&& exec boincserver-jobs app-install "$0" "[]" "$1"', app["name"], new_dir],
+                user=project.settings.boinc_user, workdir=project.settings.project_root,
+                feed=lambda stdin: stdin.write(data))
+            _helper_result(rc, out, err, False)
+            released.append({"app": app["name"], "platform": folder, "from": boinc_apps.version_dir(num),
+                             "to": boinc_apps.version_dir(new_num)})
+    return released
+
+
+def _fetch_dir(project, folder: str) -> bytes:
+    """A folder of the project volume as a tar (from the apache service)."""
+    rc, out, err = run_in_apache(project, ["tar", "-c", "-f", "-", "-C", folder, "."],
+                                 consume=lambda f: f.read())
+    if rc != 0:
+        raise ProjectError(f"cannot read {folder} on the server: {err.strip()[-300:]}")
+    return out

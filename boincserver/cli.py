@@ -316,8 +316,10 @@ def keys_export(keys_dir: Path = typer.Argument(..., help="A folder outside ever
 def keys_rotate():
     """A new code-signing key; attached clients accept it through BOINC's key-change files."""
     from boincserver import secrets
-    fp = secrets.rotate_code_sign(_project(), console)
+    fp, released = secrets.rotate_code_sign(_project(), console)
     console.result(f"new code-signing key {fp}")
+    for r in released:
+        console.result(f"re-released {r['app']} {r['platform']}: {r['from']} -> {r['to']}")
 
 
 @keys_app.command("sign")

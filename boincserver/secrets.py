@@ -86,12 +86,16 @@ def rotate(project, reporter, names: list[str], value: str | None = None) -> lis
     return done
 
 
-def rotate_code_sign(project, reporter) -> str:
-    """New code-signing key pair; attached clients receive it signed with the old key."""
+def rotate_code_sign(project, reporter) -> tuple[str, list[dict]]:
+    """New code-signing key pair; attached clients receive it signed with the old key, and
+    every app's newest version is released again signed with the new key."""
+    from boincserver import apps
     recover(project, reporter)
     _json(project, ["rotate", "code_sign"])
     _restart_apache(project, reporter)
-    return next(r["fingerprint"] for r in show(project) if r["name"] == "code_sign")
+    reporter.step("releasing every app's newest version again, signed with the new key")
+    released = apps.rerelease_all(project)
+    return next(r["fingerprint"] for r in show(project) if r["name"] == "code_sign"), released
 
 
 # -- offline code signing ------------------------------------------------------------------

@@ -208,11 +208,32 @@ def test_backup_and_restore(stack: Stack, tmp_path):
     assert_serving(stack)
 
 
-def test_code_sign_key_rotation_publishes_a_key_change(stack: Stack):
+def test_code_sign_key_rotation_publishes_a_key_change(stack: Stack, tmp_path):
+    run_cli("app", "add", "uppercase", "--example", "uppercase", cwd=stack.dir)
+    versions_before = {v["version"] for a in json.loads(run_cli("app", "list", "--json", cwd=stack.dir).stdout)
+                       if a["name"] == "uppercase" for v in a["versions"]}
     old_public = keys.parse_public_key(revealed(stack)["code_sign"]["value"]["keys/code_sign_public"])
-    run_cli("secrets", "keys", "rotate", cwd=stack.dir)
+    done = run_cli("secrets", "keys", "rotate", cwd=stack.dir)
+    assert "re-released uppercase" in done.stdout
     new_public_text = revealed(stack)["code_sign"]["value"]["keys/code_sign_public"]
-    assert keys.parse_public_key(new_public_text) != old_public
+    new_public = keys.parse_public_key(new_public_text)
+    assert new_public != old_public
+    # The app's newest version came again under a new number, signed with the new key.
+    apps = json.loads(run_cli("app", "list", "--json", cwd=stack.dir).stdout)
+    versions = {v["version"] for a in apps if a["name"] == "uppercase" for v in a["versions"]}
+    assert max(versions) > max(versions_before)
+    xml_doc = sql(stack.dir, stack.project, "SELECT xml_doc FROM app_version WHERE version_num = "
+                  f"{max(versions)} AND appid = (SELECT id FROM app WHERE name = 'uppercase')")
+    import re
+    name = re.search(r"<name>(\S+?)</name>", xml_doc).group(1)
+    signature = re.search(r"<file_signature>\s*(.*?)</file_signature>", xml_doc.replace("\\n", "\n"), re.S).group(1)
+    local = tmp_path / name
+    assert "_1.00_" not in name  # a new version's files have new names
+    local.write_bytes(subprocess.run(
+        ["docker", "compose", "exec", "-T", "apache", "sh", "-c",
+         f"cat $(find $PROJECT_ROOT/download -name {name} | head -1)"],
+        cwd=stack.dir, capture_output=True, check=True).stdout)
+    assert keys.verify_file_signature(local, signature.strip() + "\n", new_public)
     listing = apache_sh(stack.dir, "ls /run/boincserver/secrets/keys")
     assert "old_key_0" in listing and "signature_stripped_0" in listing
     sig = apache_sh(stack.dir, "cat /run/boincserver/secrets/keys/signature_stripped_0")

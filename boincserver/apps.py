@@ -225,15 +225,20 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
         _add_file(tar, "project.xml", project_xml.encode())
     daemons = [{"cmd": d.cmd, "xml": d.xml()}
                for d in boinc_apps.app_daemons(spec.name, spec.validator, spec.assimilator)]
-    data = buf.getvalue()
+    result = _install(project, spec.name, vdir, buf.getvalue(), daemons)
+    return AddResult(spec.name, boinc_apps.version_dir(num), spec.platform, sorted(contents),
+                     result.get("daemons_added", []), signed_with, time.monotonic() - started)
+
+
+def _install(project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:
+    """Unpack a version's tar in PROJECT_ROOT (project.xml kept for a rollback), then xadd,
+    update_versions --noconfirm and the app's daemons, by the apache service's helper."""
     rc, out, err = run_in_apache(
         project, ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
                                '&& exec boincserver-jobs app-install "$0" "$1" "$2"',
-                   spec.name, json.dumps(daemons), vdir],
-        feed=lambda stdin: stdin.write(data))
-    result = _helper_result(rc, out, err, False)
-    return AddResult(spec.name, boinc_apps.version_dir(num), spec.platform, sorted(contents),
-                     result.get("daemons_added", []), signed_with, time.monotonic() - started)
+                   app, json.dumps(daemons), vdir],
+        feed=lambda stdin: stdin.write(tar_bytes))
+    return _helper_result(rc, out, err, False)
 
 
 def list_apps(project) -> list[dict]:
@@ -286,13 +291,7 @@ def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
                     if name in md5:
                         _add_file(tar, f"{new_dir}/{name}.sig", sigs[md5[name]].encode())
                 _add_file(tar, "project.xml", state["project_xml"].encode())
-            data = buf.getvalue()
-            rc, out, err = project.engine.compose_exec_io(
-                "apache", ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
-                                       '&& exec boincserver-jobs app-install "$0" "[]" "$1"', app["name"], new_dir],
-                user=project.settings.boinc_user, workdir=project.settings.project_root,
-                feed=lambda stdin: stdin.write(data))
-            _helper_result(rc, out, err, False)
+            _install(project, app["name"], new_dir, buf.getvalue(), [])
             released.append({"app": app["name"], "platform": folder, "from": boinc_apps.version_dir(num),
                              "to": boinc_apps.version_dir(new_num)})
     return released

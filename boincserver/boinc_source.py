@@ -121,5 +121,5 @@ def resolve(boinc_src: str | os.PathLike | None = None, *, download: bool = True
         return cache
     if not download:
         raise SourceError(f"{expected()} is not in the cache ({cache})",
-                          advice=f"pass --boinc-src DIR|TARBALL, or let `boincserver build` download it")
+                          advice="pass --boinc-src DIR|TARBALL, or let `boincserver build` download it")
     return _download(cache, on_progress)

@@ -6,7 +6,6 @@ EnvironmentProblem carrying the one command that fixes it (the same advice `doct
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import threading
@@ -96,7 +95,7 @@ class Engine:
         """The engine's version; EnvironmentProblem if it cannot be reached."""
         try:
             return self.docker.version().server.version
-        except DockerException as exc:
+        except DockerException:
             raise EnvironmentProblem("Docker's engine is not reachable", advice=ADVICE_ENGINE) from None
 
     def check_compose(self) -> str:
@@ -312,20 +311,12 @@ class Engine:
             return None
         return out or None
 
-    # -- apps and jobs: streams into and out of the services -------------------------------
-    def compose_exec_io(self, service: str, command: list[str], *, user: str | None = None,
-                        workdir: str | None = None, feed: Callable[[IO[bytes]], None] | None = None,
-                        consume: Callable[[IO[bytes]], object] | None = None) -> tuple[int, object, str]:
-        """`docker compose exec -T`: `feed` writes its stdin (a tar stream, say) while `consume`
-        reads its stdout (default: all of it, as bytes). Returns (exit code, what consume
-        returned, stderr). A feed cut short because the command exited is not an error here:
-        the caller reads the exit code and stderr."""
-        cmd = self._compose_cmd() + ["exec", "-T"]
-        if user:
-            cmd += ["--user", user]
-        if workdir:
-            cmd += ["--workdir", workdir]
-        cmd = [str(c) for c in cmd + [service] + list(command)]
+    def _pipe(self, cmd: list[str], feed: Callable[[IO[bytes]], None] | None,
+              consume: Callable[[IO[bytes]], object] | None) -> tuple[int, dict]:
+        """Run cmd with `feed` writing its stdin while `consume` reads its stdout (default: all
+        of it, as bytes) and stderr is collected: no stream is ever held whole unless asked.
+        Returns the exit code and {"out", "err", "error"} (error: what consume raised). A feed
+        cut short because the command exited is not an error here: the exit code says why."""
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -336,7 +327,7 @@ class Engine:
         def read_out():
             try:
                 got["out"] = consume(proc.stdout) if consume else proc.stdout.read()
-            except BaseException as exc:  # handed to the caller's thread below
+            except BaseException as exc:  # handed to the caller's thread
                 got["error"] = exc
                 proc.stdout.read()
 
@@ -351,7 +342,7 @@ class Engine:
                 try:
                     feed(proc.stdin)
                     proc.stdin.close()
-                except BrokenPipeError:  # the command ended early: its exit code says why
+                except BrokenPipeError:
                     try:
                         proc.stdin.close()
                     except OSError:
@@ -363,6 +354,21 @@ class Engine:
             rc = proc.wait()
             for t in threads:
                 t.join()
+        return rc, got
+
+    # -- apps, jobs and backups: streams into and out of the services ------------------------
+    def compose_exec_io(self, service: str, command: list[str], *, user: str | None = None,
+                        workdir: str | None = None, feed: Callable[[IO[bytes]], None] | None = None,
+                        consume: Callable[[IO[bytes]], object] | None = None) -> tuple[int, object, str]:
+        """`docker compose exec -T` with streamed stdin and stdout (see _pipe). Returns (exit
+        code, what consume returned, stderr); only a missing service or engine raises."""
+        cmd = self._compose_cmd() + ["exec", "-T"]
+        if user:
+            cmd += ["--user", user]
+        if workdir:
+            cmd += ["--workdir", workdir]
+        cmd = [str(c) for c in cmd + [service] + list(command)]
+        rc, got = self._pipe(cmd, feed, consume)
         err = got.get("err", b"").decode(errors="replace")
         if rc != 0:
             problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))
@@ -381,37 +387,7 @@ class Engine:
         if entrypoint:
             cmd += ["--entrypoint", entrypoint]
         cmd = [str(c) for c in cmd + [service] + list(command)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        got: dict[str, object] = {}
-
-        def read_out():
-            try:
-                got["out"] = consume(proc.stdout) if consume else proc.stdout.read()
-            except BaseException as exc:
-                got["error"] = exc
-                proc.stdout.read()
-
-        def read_err():
-            got["err"] = proc.stderr.read()
-
-        threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
-        for t in threads:
-            t.start()
-        try:
-            if feed:
-                try:
-                    feed(proc.stdin)
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            rc = proc.wait()
-            for t in threads:
-                t.join()
+        rc, got = self._pipe(cmd, feed, consume)
         if rc != 0:
             err = got.get("err", b"").decode(errors="replace")
             problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))

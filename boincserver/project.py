@@ -22,7 +22,7 @@ from boincserver import boinc_source, images, paths, pins, render
 from boincserver.boinc import status as boinc_status
 from boincserver.engine import Engine
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
-from boincserver.settings import LOCKED, Settings, load, locked_changes, to_toml
+from boincserver.settings import Settings, load, locked_changes, to_toml
 
 SERVICES = ("mysql", "makeproject", "apache")
 # The record the makeproject job writes on the project volume when it creates the project.
@@ -51,7 +51,7 @@ def init(project_dir: Path, settings: Settings) -> list[render.Written]:
     project_dir = project_dir.absolute()
     if (project_dir / paths.SETTINGS_FILE).exists():
         raise ProjectError(f"{project_dir} is already a boincserver project; nothing was changed",
-                           advice=f"use `boincserver up` there, or choose a new folder")
+                           advice="use `boincserver up` there, or choose a new folder")
     if project_dir.exists() and (not project_dir.is_dir() or any(project_dir.iterdir())):
         raise ProjectError(f"{project_dir} exists and is not empty; nothing was changed",
                            advice="choose a new folder name (init never overwrites files)")
@@ -114,11 +114,19 @@ def created_record(project: Project) -> dict | None:
     """What the project was created with, read from its volume; None before creation."""
     if not project.engine.volume_exists(project.volume("project")):
         return None
-    reader = pins.BASE_OS_IMAGE
-    if project.engine.image_labels(reader) is None:
-        reader = pins.base_image("mysql")
+    reader = volume_reader(project)
+    if reader is None:  # no image here yet to read with: up builds or pulls, the job checks
+        return None
     text = project.engine.read_from_volume(project.volume("project"), CREATED_RECORD, reader)
     return json.loads(text) if text else None
+
+
+def volume_reader(project: Project) -> str | None:
+    """An image present here that has `sh` and `cat`, to read a file of a volume."""
+    for image in (pins.BASE_OS_IMAGE, project.image("makeproject"), pins.base_image("mysql")):
+        if project.engine.image_labels(image) is not None:
+            return image
+    return None
 
 
 def check_locked(project: Project, settings: Settings | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 MIN_NEEDLE = 12  # shorter strings would match by chance
 

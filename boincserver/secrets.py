@@ -47,11 +47,11 @@ def _restart_apache(project, reporter) -> None:
 
 
 def pending_rotation(project) -> bool:
-    from boincserver import pins
-    if not project.engine.volume_exists(project.volume("secrets")):
+    from boincserver.project import volume_reader
+    reader = volume_reader(project)
+    if reader is None or not project.engine.volume_exists(project.volume("secrets")):
         return False
-    return project.engine.read_from_volume(project.volume("secrets"), "pending/rotation.json",
-                                           pins.BASE_OS_IMAGE) is not None
+    return project.engine.read_from_volume(project.volume("secrets"), "pending/rotation.json", reader) is not None
 
 
 def recover(project, reporter) -> list[str]:

@@ -6,6 +6,7 @@ boincserver's cache, or named by BOINCSERVER_BOINC_SRC); without them they skip,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -87,12 +88,14 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """A project created and started with `boincserver init` and `boincserver up`."""
+@contextlib.contextmanager
+def running_project(root: Path, prefix: str):
+    """A project made with `boincserver init` and started with `up`, deleted afterwards.
+
+    A name of its own (the pid), so that two sessions on one engine never share containers
+    or volumes; its own free port, with the master URL on 127.0.0.1."""
     port = free_port()
-    # A name of its own, so that two sessions on one engine never share containers or volumes.
-    s = Stack(tmp_path_factory.mktemp("stack"), f"st_{os.getpid()}", port)
+    s = Stack(root, f"{prefix}_{os.getpid()}", port)
     run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port)
     # Volumes an interrupted earlier session left under the same Compose name go first.
     run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
@@ -101,6 +104,13 @@ def stack(tmp_path_factory):
         yield s
     finally:
         run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The session's shared project."""
+    with running_project(tmp_path_factory.mktemp("stack"), "st") as s:
+        yield s
 
 
 # -- apps and jobs: a project of their own, reachable by a client on the host's network ------
@@ -112,15 +122,8 @@ def jobs_stack(tmp_path_factory):
     """A project for apps, jobs and the real client: its own name and port, and a master URL
     on 127.0.0.1 (boinc-client refuses a URL whose host has no dot; a client on the host's
     network reaches this one)."""
-    port = free_port()
-    s = Stack(tmp_path_factory.mktemp("jobs"), f"aj_{os.getpid()}", port)
-    run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port)
-    run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
-    try:
-        run_cli("up", cwd=s.dir)
+    with running_project(tmp_path_factory.mktemp("jobs"), "aj") as s:
         yield s
-    finally:
-        run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
 
 
 def installed_apps(s: Stack) -> set[str]:

@@ -6,14 +6,13 @@ A project of its own (name and port), deleted with its volumes at the end.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from .conftest import Stack, free_port, run_cli, sql
+from .conftest import Stack, run_cli, running_project, sql
 
 PASS = {"BOINCSERVER_BACKUP_PASSPHRASE": "correct horse battery"}
 WU_COLUMNS = ("appid batch rsc_fpops_est rsc_fpops_bound rsc_memory_bound rsc_disk_bound need_validate "
@@ -25,15 +24,8 @@ WU_COLUMNS = ("appid batch rsc_fpops_est rsc_fpops_bound rsc_memory_bound rsc_di
 
 @pytest.fixture(scope="module")
 def bu_stack(tmp_path_factory):
-    port = free_port()
-    s = Stack(tmp_path_factory.mktemp("backup"), f"bu_{os.getpid()}", port)
-    run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port)
-    run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
-    try:
-        run_cli("up", cwd=s.dir)
+    with running_project(tmp_path_factory.mktemp("backup"), "bu") as s:
         yield s
-    finally:
-        run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
 
 
 def _get(url: str) -> tuple[int, str]:

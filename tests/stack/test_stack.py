@@ -10,11 +10,10 @@ import socket
 import subprocess
 import urllib.request
 
-import pytest
 
 from boincserver import __version__, pins
 
-from .conftest import Stack, apache_sh, compose, free_port, run_cli, sql
+from .conftest import Stack, apache_sh, compose, run_cli, sql
 
 
 def get(url: str, host: str | None = None, auth: tuple[str, str] | None = None) -> tuple[int, str]:

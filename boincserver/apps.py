@@ -174,6 +174,15 @@ def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str
     return sigs, "the project's code-signing key (secrets volume)"
 
 
+def _add_version_files(tar: tarfile.TarFile, vdir: str, files: dict[str, tuple[bytes, bool]],
+                       signatures: dict[str, str]) -> None:
+    """A version folder's files (executable or not), each signed one with NAME.sig beside it."""
+    for name, (data, exe) in files.items():
+        _add_file(tar, f"{vdir}/{name}", data, 0o755 if exe else 0o644)
+        if name in signatures:
+            _add_file(tar, f"{vdir}/{name}.sig", signatures[name].encode())
+
+
 def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -211,9 +220,7 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
     vdir = f"apps/{spec.name}/{boinc_apps.version_dir(num)}/{spec.platform}"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for phys, (data, exe) in contents.items():
-            _add_file(tar, f"{vdir}/{phys}", data, 0o755 if exe else 0o644)
-            _add_file(tar, f"{vdir}/{phys}.sig", sigs[md5[phys]].encode())
+        _add_version_files(tar, vdir, contents, {phys: sigs[md5[phys]] for phys in contents})
         _add_file(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
         _add_file(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
         _add_file(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
@@ -286,10 +293,7 @@ def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
             new_dir = f"apps/{app['name']}/{boinc_apps.version_dir(new_num)}/{folder}"
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
-                for name, (data, exe) in files.items():
-                    _add_file(tar, f"{new_dir}/{name}", data, 0o755 if exe else 0o644)
-                    if name in md5:
-                        _add_file(tar, f"{new_dir}/{name}.sig", sigs[md5[name]].encode())
+                _add_version_files(tar, new_dir, files, {n: sigs[md5[n]] for n in md5})
                 _add_file(tar, "project.xml", state["project_xml"].encode())
             _install(project, app["name"], new_dir, buf.getvalue(), [])
             released.append({"app": app["name"], "platform": folder, "from": boinc_apps.version_dir(num),

@@ -174,6 +174,13 @@ def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str
     return sigs, "the project's code-signing key (secrets volume)"
 
 
+def _sign_files(project, files: dict[str, tuple[bytes, bool]], sign_key: Path | None) -> tuple[dict[str, str], str]:
+    """A signature for each file (by name), and what signed them."""
+    md5 = {name: hashlib.md5(data).hexdigest() for name, (data, _) in files.items()}
+    sigs, signed_with = sign(project, sorted(set(md5.values())), sign_key)
+    return {name: sigs[m] for name, m in md5.items()}, signed_with
+
+
 def _add_version_files(tar: tarfile.TarFile, vdir: str, files: dict[str, tuple[bytes, bool]],
                        signatures: dict[str, str]) -> None:
     """A version folder's files (executable or not), each signed one with NAME.sig beside it."""
@@ -215,12 +222,11 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
     contents = {phys: (_source_bytes(project, src, spec), exe) for phys, src, exe in layout}
     main = next(e.physical_name for e in entries if e.main_program)
     api = boinc_apps.api_version(contents[main][0])
-    md5 = {phys: hashlib.md5(data).hexdigest() for phys, (data, _) in contents.items()}
-    sigs, signed_with = sign(project, sorted(set(md5.values())), sign_key)
+    signatures, signed_with = _sign_files(project, contents, sign_key)
     vdir = f"apps/{spec.name}/{boinc_apps.version_dir(num)}/{spec.platform}"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add_version_files(tar, vdir, contents, {phys: sigs[md5[phys]] for phys in contents})
+        _add_version_files(tar, vdir, contents, signatures)
         _add_file(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
         _add_file(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
         _add_file(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
@@ -287,13 +293,12 @@ def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
                     text = text.replace(f">{o}<", f">{n}<")
                 files["version.xml"] = (text.encode(), False)
             files = {renamed[n]: v for n, v in files.items()}
-            signed = {n: d for n, d in files.items() if n != "version.xml"}
-            md5 = {n: hashlib.md5(d).hexdigest() for n, (d, _) in signed.items()}
-            sigs, _ = sign(project, sorted(set(md5.values())), sign_key)
+            signatures, _ = _sign_files(project, {n: f for n, f in files.items() if n != "version.xml"},
+                                        sign_key)
             new_dir = f"apps/{app['name']}/{boinc_apps.version_dir(new_num)}/{folder}"
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
-                _add_version_files(tar, new_dir, files, {n: sigs[md5[n]] for n in md5})
+                _add_version_files(tar, new_dir, files, signatures)
                 _add_file(tar, "project.xml", state["project_xml"].encode())
             _install(project, app["name"], new_dir, buf.getvalue(), [])
             released.append({"app": app["name"], "platform": folder, "from": boinc_apps.version_dir(num),

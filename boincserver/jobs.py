@@ -12,7 +12,6 @@ what it made is deleted: a submission is applied whole or not at all.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from boincserver.apps import _helper_result, helper, run_in_apache
+from boincserver.apps import _add_file, _helper_result, helper, run_in_apache
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.errors import InvalidInput
@@ -133,14 +132,6 @@ def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = N
     return checked
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = mode
-    info.mtime = int(time.time())
-    tar.addfile(info, io.BytesIO(data))
-
-
 class _Stager:
     """Writes the tar stream: each new input once, into download/<fanout>/jf_<md5>."""
 
@@ -162,7 +153,7 @@ class _Stager:
                 # --skip-old-files leaves the copy already there alone.
                 self.sent.clear()
             self.sent.add(key)
-            _add_bytes(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
+            _add_file(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
             # A writing TarFile keeps every member's TarInfo; nothing here reads them back.
             self.tar.members.clear()
             self.files += 1

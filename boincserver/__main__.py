@@ -1,3 +1,3 @@
-from boincserver.cli import main
+from boincserver.commands.cli import main
 
 main()

@@ -20,7 +20,8 @@ def _is_group(cmd) -> bool:
     return hasattr(cmd, "list_commands")
 
 
-def _commands(group, prefix: str):
+def walk(group, prefix: str):
+    """Every visible command and group under `group`, as ("PREFIX NAME ...", command), in help order."""
     ctx = group.context_class(group, info_name=prefix)
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
@@ -28,7 +29,7 @@ def _commands(group, prefix: str):
             continue
         yield f"{prefix} {name}", cmd
         if _is_group(cmd):
-            yield from _commands(cmd, f"{prefix} {name}")
+            yield from walk(cmd, f"{prefix} {name}")
 
 
 def _usage(path: str, cmd) -> str:
@@ -48,12 +49,12 @@ def _options(cmd) -> list[str]:
 
 
 def cli_reference() -> str:
-    from boincserver.cli import app
+    from boincserver.commands.cli import app
 
     root = typer.main.get_command(app)
     out = ["Global options: " + ", ".join(
         f"`{' | '.join(p.opts)}`" for p in root.params if p.param_type_name == "option") + ".", ""]
-    for path, cmd in _commands(root, "boincserver"):
+    for path, cmd in walk(root, "boincserver"):
         if _is_group(cmd):
             continue
         out.append(f"### `{path} {_usage(path, cmd)}`")

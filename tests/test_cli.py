@@ -3,32 +3,57 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from boincserver import __version__, cli, pins
+from boincserver import __version__, docs, pins
+from boincserver.commands import cli
 from boincserver.errors import BoincServerError, InvalidInput
 from boincserver.settings import load
 
 runner = CliRunner()
 
 
-def command_names(typer_app):
-    return [c.name or c.callback.__name__.replace("_", "-") for c in typer_app.registered_commands]
-
-
-COMMANDS = [[name] for name in command_names(cli.app)]
-GROUPS = {g.name: g.typer_instance for g in cli.app.registered_groups}
-COMMANDS += [[group] for group in GROUPS]
-COMMANDS += [[group, name] for group, sub in GROUPS.items() for name in command_names(sub)]
+# Every command and group as the words that name it, e.g. ["secrets", "keys", "sign"].
+COMMANDS = [path.split()[1:] for path, _ in docs.walk(typer.main.get_command(cli.app), "boincserver")]
 
 
 def test_the_expected_commands_exist():
     names = {" ".join(c) for c in COMMANDS}
     assert {"init", "build", "up", "down", "status", "logs", "exec", "shell", "doctor", "versions",
-            "base-image", "base-image ensure"} <= names
+            "base-image", "base-image ensure", "secrets keys sign", "app add", "create-work", "submit",
+            "results", "batch abort", "backup", "restore", "upgrade", "ci github"} <= names
+
+
+def test_the_command_modules_load_no_docker_jinja2_or_sql():
+    code = ("import sys, boincserver.commands.cli; "
+            "print(sorted(m for m in ('python_on_whales', 'jinja2', 'pymysql') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [["create-work", "uppercase", "in.txt"],
+                                     ["submit", "uppercase", "--jobs", "jobs.txt", "--dry-run"]])
+def test_create_work_and_submit_hand_only_the_given_work_options_to_the_core(command, monkeypatch):
+    from boincserver import jobs
+    from boincserver.commands import jobs as job_commands
+    seen = {}
+
+    def record(*args):
+        seen["work_options"] = next(a for a in args if isinstance(a, dict))
+        raise InvalidInput("recorded")
+
+    monkeypatch.setattr(jobs, "create_work", record)
+    monkeypatch.setattr(jobs, "submit", record)
+    monkeypatch.setattr(job_commands, "open_project", lambda: "project")
+    result = runner.invoke(cli.app, [*command, "--priority", "5", "--rsc-fpops-est", "1e12",
+                                     "--max-error-results", "3"])
+    assert isinstance(result.exception, InvalidInput), result.output
+    assert seen["work_options"] == {"priority": 5, "rsc_fpops_est": 1e12, "max_error_results": 3}
 
 
 def test_version():

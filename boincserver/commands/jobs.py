@@ -1,0 +1,150 @@
+"""Commands about jobs: create-work, submit, results, and the `batch` group."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from boincserver.commands.context import console, open_project
+
+commands = typer.Typer()
+batch_app = typer.Typer(no_args_is_help=True, help="Batches of jobs made by `submit`: list, abort.")
+
+# create_work's options that create-work and submit both take: name -> (type, help), in help order.
+WORK_OPTIONS = {
+    "target_nresults": (int, "Results made per job (create_work's default: 1)."),
+    "min_quorum": (int, "Agreeing results needed to validate a job."),
+    "max_error_results": (int, "Failed results before the job fails (retries = N - 1)."),
+    "max_total_results": (int, "Results sent at most before the job fails."),
+    "max_success_results": (int, "Successful results at most before the job fails."),
+    "delay_bound": (int, "Seconds a client has to return a result."),
+    "rsc_fpops_est": (float, "Estimated floating-point operations of a job."),
+    "priority": (int, "Higher priorities are sent first."),
+}
+
+
+def with_work_options(command):
+    """Put the WORK_OPTIONS where `command` has its `work_options` parameter.
+
+    Typer reads a command's options from its signature, so the options are written into the
+    signature once here instead of twice by hand; `command` receives those given as one dict.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    params = []
+    for param in signature.parameters.values():
+        if param.name != "work_options":
+            params.append(param)
+            continue
+        params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[kind],
+                                     default=typer.Option(None, help=text))
+                   for name, (kind, text) in WORK_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def parsed(**given):
+        chosen = {name: given.pop(name) for name in WORK_OPTIONS}
+        return command(**given, work_options={k: v for k, v in chosen.items() if v is not None})
+
+    parsed.__signature__ = signature.replace(parameters=params)
+    return parsed
+
+
+def _print_submitted(result, json_out: bool) -> None:
+    if json_out:
+        console.json(result.__dict__)
+        return
+    what = "would create" if result.dry_run else "created"
+    rate = result.created / result.seconds if result.seconds else 0
+    console.result(f"{what} {result.created} job(s) of {result.app}"
+                   + (f" in batch {result.batch}" if result.batch else "")
+                   + f" ({result.files_sent} input file(s), {result.bytes_sent} bytes sent; "
+                     f"{result.seconds:.1f}s, {rate:.0f} jobs/s)")
+    if result.first:
+        console.result(f"first job: {result.first}")
+
+
+@commands.command("create-work")
+@with_work_options
+def create_work_cmd(
+    app_name: str = typer.Argument(..., metavar="APP", help="The app's name."),
+    files: List[Path] = typer.Argument(..., help="The job's input files, in the app's order."),
+    wu_name: Optional[str] = typer.Option(None, help="The job's name (unique; default: generated)."),
+    command_line: Optional[str] = typer.Option(None, help="Arguments given to the app."),
+    work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Create one job from local input files (they are staged for you)."""
+    from boincserver import jobs
+    result = jobs.create_work(open_project(), app_name, files, wu_name, command_line, work_options)
+    _print_submitted(result, json_out)
+
+
+@commands.command()
+@with_work_options
+def submit(
+    app_name: str = typer.Argument(..., metavar="APP", help="The app's name."),
+    jobs_file: Path = typer.Option(..., "--jobs", help="One job a line: [--wu-name N] [--command-line ARGS] [--priority N] FILE..."),
+    batch_name: Optional[str] = typer.Option(None, help="The batch's name (default: app, file and time)."),
+    wu_prefix: Optional[str] = typer.Option(None, help="Prefix of generated job names (default: from the file's content)."),
+    work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and build the transfer, send nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Create all jobs of a jobs file as one batch: one transfer, one create_work; all or none."""
+    from boincserver import jobs
+    project = None if dry_run else open_project()
+    result = jobs.submit(project, app_name, jobs_file, work_options, batch_name, wu_prefix, dry_run)
+    _print_submitted(result, json_out)
+
+
+@commands.command()
+def results(
+    wu: List[str] = typer.Option([], "--wu", help="A job's name (repeatable)."),
+    batch: Optional[int] = typer.Option(None, help="All jobs of this batch."),
+    out: Optional[Path] = typer.Option(None, help="Copy the outputs here, as OUT/JOB/OUTPUT."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Jobs done, pending or failed; with --out their assimilated outputs copied out."""
+    from boincserver import jobs
+    data = jobs.results(open_project(), list(wu), batch, out)
+    if json_out:
+        console.json(data)
+    else:
+        for job in data["jobs"]:
+            extra = ", ".join(job.get("errors", [])) or ", ".join(job["outputs"])
+            console.result(f"{job['name']:40} {job['state']:8} {extra}")
+        s = data["summary"]
+        console.result(f"done {s['done']}, pending {s['pending']}, failed {s['failed']}"
+                       + (f"; {len(data['copied'])} file(s) copied to {data['out']}" if out else ""))
+    if data["summary"]["failed"]:
+        raise typer.Exit(2)
+
+
+@batch_app.command("list")
+def batch_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Batches with their jobs done, pending and failed."""
+    from boincserver import jobs
+    data = jobs.batches(open_project())
+    if json_out:
+        console.json(data)
+        return
+    for b in data:
+        console.result(f"{b['id']:5} {b['app'] or '?':14} {b['state']:12} jobs {b['jobs']:6} done {b['done']:6} "
+                       f"pending {b['pending']:6} failed {b['failed']:6}  {b['name']}")
+    if not data:
+        console.result("no batches yet")
+
+
+@batch_app.command("abort")
+def batch_abort(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
+                json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Cancel a batch's jobs that are not done; results already sent are not waited for."""
+    from boincserver import jobs
+    data = jobs.abort(open_project(), batch_id)
+    if json_out:
+        console.json(data)
+    else:
+        console.result(f"batch {data['batch']} aborted: {data['jobs_cancelled']} job(s) cancelled")

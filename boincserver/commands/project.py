@@ -1,0 +1,159 @@
+"""Commands of a project's life: init, build, up, down, status, logs, exec, shell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from boincserver.commands.context import console, open_project
+
+commands = typer.Typer()
+
+
+@commands.command()
+def init(
+    directory: Path = typer.Argument(..., help="The new project folder; must not exist or be empty."),
+    project: Optional[str] = typer.Option(None, help="Short name: lowercase letters, digits, '_' (default: the folder's name)."),
+    url_base: str = typer.Option("http://127.0.0.1:8080", help="Where volunteers reach the server: http(s)://host[:port]."),
+    boinc_user: str = typer.Option("boincadm", help="The Unix user that owns and runs the project."),
+    project_root: Optional[str] = typer.Option(None, help="The project's path in the containers (default /home/USER/project)."),
+    http_port: int = typer.Option(8080, help="The host port Apache is published on."),
+    offline_signing: Optional[Path] = typer.Option(
+        None, help="Keep the code-signing private key in this folder, never on the server."),
+    registry: str = typer.Option("", help="Registry of the project's images: HOST:PORT/PATH, port and path optional (build --push; up pulls)."),
+):
+    """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
+    from boincserver import project as core
+    from boincserver.settings import Settings
+    if offline_signing and offline_signing.expanduser().absolute().is_relative_to(directory.absolute()):
+        from boincserver.errors import InvalidInput
+        raise InvalidInput(f"{offline_signing} is inside the project folder, which is meant for git: "
+                           "keep the code-signing key in a folder outside it")
+    settings = Settings(project=project or directory.absolute().name, url_base=url_base,
+                        boinc_user=boinc_user, project_root=project_root or "", http_port=http_port,
+                        offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "",
+                        registry=registry)
+    for written in core.init(directory, settings):
+        console.result(f"{written.state:9} {written.path}")
+    if offline_signing:
+        from boincserver import secrets
+        from boincserver.boinc import keys
+        pair = secrets.make_offline_keys(offline_signing)
+        console.result(f"code-signing key {keys.fingerprint(pair.public)} kept offline in {offline_signing}")
+    console.result(f"\nProject {settings.project!r} ready in {directory}: `cd {directory} && boincserver up`")
+
+
+@commands.command()
+def build(
+    boinc_src: Optional[str] = typer.Option(None, help="BOINC source: a git checkout or a release tarball (offline builds)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even what is up to date."),
+    tag: List[str] = typer.Option([], "--tag", help="Also tag the project's images TAG (repeatable; never 'latest')."),
+    push: bool = typer.Option(False, "--push", help="Push the images (and their content tag) to the registry."),
+    registry: Optional[str] = typer.Option(None, help="HOST:PORT/PATH (port and path optional) instead of the `registry` setting."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Build the base images that are missing or outdated, then the project's images."""
+    from boincserver import project as core
+    p = open_project()
+    core.check_docker(p.engine)
+    result = core.build(p, console, boinc_src=boinc_src, force=force, tags=tag, push=push, registry=registry)
+    if json_out:
+        console.json(result.__dict__)
+        return
+    built = result.base_built + result.project_built
+    console.result("built: " + ", ".join(built) if built else "everything is up to date; nothing was built")
+    if result.pulled:
+        console.result("pulled: " + ", ".join(result.pulled))
+    for ref in result.pushed or result.tagged:
+        console.result(("pushed   " if result.pushed else "tagged   ") + ref)
+
+
+@commands.command()
+def up(
+    url_base: Optional[str] = typer.Option(None, help="Serve the project at this URL from now on (no rebuild)."),
+    http_port: Optional[int] = typer.Option(None, help="Publish Apache on this host port from now on."),
+    boinc_src: Optional[str] = typer.Option(None, help="BOINC source for a first build, where nothing can be downloaded."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Build what is missing, create the project the first time, start it and wait until it answers."""
+    from boincserver import project as core
+    p = open_project()
+    result = core.up(p, console, url_base=url_base, http_port=http_port, boinc_src=boinc_src)
+    if json_out:
+        console.json({"master_url": result.master_url, "local_url": result.local_url, "seconds": round(result.seconds, 1)})
+    else:
+        console.result(f"BOINC project {p.settings.project!r} is up at {result.master_url}")
+        if result.local_url != result.master_url:
+            console.result(f"(from this machine: {result.local_url})")
+
+
+@commands.command()
+def down(
+    volumes: bool = typer.Option(False, "--volumes", help="Also delete the database, project files and secrets."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting volumes."),
+):
+    """Stop the project; with --volumes also delete all of its data."""
+    from boincserver import project as core
+    p = open_project()
+    if volumes and not yes:
+        if not typer.confirm(f"Delete project {p.settings.project!r}'s database, files and secrets for good?"):
+            raise typer.Exit(1)
+    core.down(p, console, volumes)
+    console.result("stopped" + (" and deleted its volumes" if volumes else "; the data is kept"))
+
+
+@commands.command()
+def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Service states and BOINC's own bin/status."""
+    from boincserver import project as core
+    data = core.status(open_project(), console)
+    if json_out:
+        console.json(data)
+        return
+    console.result(f"project {data['project']}  {data['master_url']}")
+    for row in data["services"]:
+        extra = f" ({row['health']})" if row["health"] else (f" (exit {row['exit_code']})" if row["state"] == "exited" else "")
+        console.result(f"  {row['service']:12} {row['state']}{extra}")
+    if data["bin_status"]:
+        console.result("\nbin/status:")
+        console.result(data["bin_status"].rstrip())
+
+
+@commands.command()
+def logs(
+    services: List[str] = typer.Argument(None, help="Services (default: all)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    tail: Optional[str] = typer.Option(None, help="Lines from the end of each log."),
+):
+    """Show the services' logs."""
+    p = open_project()
+    raise typer.Exit(p.engine.compose_logs(services or [], follow, tail))
+
+
+@commands.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(
+    service: str = typer.Argument(..., help="mysql, apache or makeproject."),
+    command: List[str] = typer.Argument(..., help="The command and its arguments."),
+    root_user: bool = typer.Option(False, "--root", help="As root instead of the BOINC user."),
+):
+    """Run a command in a running service (apache: as the BOINC user, in PROJECT_ROOT)."""
+    raise typer.Exit(_run_in(service, command, root_user))
+
+
+@commands.command()
+def shell(service: str = typer.Argument("apache", help="mysql, apache or makeproject."),
+          root_user: bool = typer.Option(False, "--root", help="As root instead of the BOINC user.")):
+    """An interactive shell in a running service."""
+    raise typer.Exit(_run_in(service, ["bash"], root_user, tty=True))
+
+
+def _run_in(service: str, command: list[str], root_user: bool, tty: bool = False) -> int:
+    import sys
+    p = open_project()
+    apache = service == "apache"
+    return int(p.engine.compose_exec(
+        service, command, tty=tty and sys.stdin.isatty(),
+        user=None if root_user or not apache else p.settings.boinc_user,
+        workdir=p.settings.project_root if apache else None, capture=False))

@@ -22,7 +22,8 @@ from pathlib import Path
 from boincserver import paths, pins
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import keys
-from boincserver.errors import InvalidInput, ProjectError
+from boincserver.errors import InvalidInput, ProjectError, ServiceNotRunning
+from boincserver.project import read_file
 
 HELPER = "boincserver-jobs"
 # BOINC's wrapper, built in the makeproject base image (samples/wrapper).
@@ -83,16 +84,13 @@ def run_in_apache(project, command: list[str], feed=None, consume=None) -> tuple
     """A command in the running apache service as the BOINC user, in PROJECT_ROOT.
 
     No `compose ps` first (half a second): a stopped project shows in exec's own error."""
-    from boincserver.errors import DockerError
     try:
-        return project.engine.compose_exec_io(
-            "apache", command, user=project.settings.boinc_user, workdir=project.settings.project_root,
-            feed=feed, consume=consume)
-    except DockerError as exc:
-        if "is not running" in exc.stderr or "No such service" in exc.stderr or "no container" in exc.stderr:
-            raise ProjectError(f"project {project.settings.project!r} is not running",
-                               advice="start it with `boincserver up`") from None
-        raise
+        ran = project.engine.exec("apache", command, user=project.settings.boinc_user,
+                                  workdir=project.settings.project_root, stdin=feed, consume=consume, check=False)
+    except ServiceNotRunning:
+        raise ProjectError(f"project {project.settings.project!r} is not running",
+                           advice="start it with `boincserver up`") from None
+    return ran.code, ran.out, ran.err
 
 
 def helper(project, args: list[str], feed=None, consume=None):
@@ -144,7 +142,7 @@ def _source_bytes(project, source: str, spec: boinc_apps.AppSpec) -> bytes:
                                f"not {spec.platform!r}", advice="use --platform x86_64-pc-linux-gnu")
         source = IMAGE_PREFIX + path
     if source.startswith(IMAGE_PREFIX):
-        data = project.engine.image_file(pins.base_image("makeproject"), source[len(IMAGE_PREFIX):])
+        data = read_file(project, pins.base_image("makeproject"), source[len(IMAGE_PREFIX):])
         if data is None:
             raise ProjectError(f"{source[len(IMAGE_PREFIX):]} is not in {pins.base_image('makeproject')}",
                                advice="`boincserver build` makes the base images")
@@ -165,7 +163,7 @@ def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str
             raise InvalidInput(f"cannot use {sign_key} as the code-signing key: {exc}",
                                advice="give the project's code_sign_private (BOINC key format)") from None
         return {m: keys._sign_md5_hex(m, private) for m in md5s}, f"key file {sign_key}"
-    out = project.engine.compose_run_output("makeproject", ["-c", SIGN_SCRIPT] + md5s, "python3")
+    out = project.engine.run(["-c", SIGN_SCRIPT] + md5s, service="makeproject", entrypoint="python3").out
     sigs = json.loads(out.decode().strip().splitlines()[-1])
     if sigs is None:
         raise ProjectError("the project's code-signing private key is not on the server (kept offline)",

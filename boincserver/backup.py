@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from boincserver import pins
-from boincserver.errors import DockerError, InvalidInput, ProjectError
+from boincserver.errors import InvalidInput, ProjectError
 
 MAGIC = b"BOINCSERVER-PROJECT-BACKUP-1\n"
 PIECE = 1 << 20
@@ -227,23 +227,20 @@ def backup(project, reporter, file: Path, passphrase: str) -> BackupResult:
             w = SealedWriter(out, passphrase)
             result.sections["manifest"] = write_section(w, "manifest", [json.dumps(manifest(project)).encode()])
             reporter.step("backing up the secrets volume")
-            result.sections["secrets"] = project.engine.compose_run_io(
-                "makeproject", ["-C", SECRETS_MOUNT, "--numeric-owner", "-cf", "-", "."], entrypoint="tar",
-                consume=lambda src: write_section(w, "secrets", read_stream(src)))
+            result.sections["secrets"] = project.engine.run(
+                ["-C", SECRETS_MOUNT, "--numeric-owner", "-cf", "-", "."], service="makeproject", entrypoint="tar",
+                consume=lambda src: write_section(w, "secrets", read_stream(src))).out
             reporter.step("backing up the database (mariadb-dump, one consistent transaction)")
-            rc, n, err = project.engine.compose_exec_io(
-                "mysql", _dump_command(project), consume=lambda src: write_section(w, "database", read_stream(src)))
-            if rc != 0:
-                raise DockerError(["mariadb-dump"], rc, err)
-            result.sections["database"] = n
+            result.sections["database"] = project.engine.exec(
+                "mysql", _dump_command(project), consume=lambda src: write_section(w, "database", read_stream(src))).out
             reporter.step("backing up the project volume")
-            result.sections["project"] = project.engine.compose_run_io(
-                "makeproject", ["-C", PROJECT_MOUNT, "--numeric-owner", "-cf", "-", "."], entrypoint="tar",
-                consume=lambda src: write_section(w, "project", read_stream(src)))
+            result.sections["project"] = project.engine.run(
+                ["-C", PROJECT_MOUNT, "--numeric-owner", "-cf", "-", "."], service="makeproject", entrypoint="tar",
+                consume=lambda src: write_section(w, "project", read_stream(src))).out
             reporter.step("backing up the results volume")
-            result.sections["results"] = project.engine.compose_run_io(
-                "apache", ["-C", f"{project.settings.project_root}/results", "--numeric-owner", "-cf", "-", "."],
-                entrypoint="tar", consume=lambda src: write_section(w, "results", read_stream(src)))
+            result.sections["results"] = project.engine.run(
+                ["-C", f"{project.settings.project_root}/results", "--numeric-owner", "-cf", "-", "."],
+                service="apache", entrypoint="tar", consume=lambda src: write_section(w, "results", read_stream(src))).out
             w.write(b"E")
             w.close()
         tmp.replace(file)
@@ -302,15 +299,13 @@ def restore(project, reporter, file: Path, passphrase: str) -> dict:
                 _ensure_mysql(project, reporter)
                 reporter.step("restoring the database")
                 section = _Section(r)
-                rc, _, err = project.engine.compose_exec_io("mysql", ["mariadb"], feed=section.feed)
+                project.engine.exec("mysql", ["mariadb"], stdin=section.feed)
                 section.rest()
-                if rc != 0:
-                    raise DockerError(["mariadb", "<", "database dump"], rc, err)
             elif target:
                 reporter.step(f"restoring the {name} volume")
                 section = _Section(r)
-                project.engine.compose_run_io(target[0], ["-C", target[1], "--numeric-owner", "-xpf", "-"],
-                                              entrypoint="tar", feed=section.feed)
+                project.engine.run(["-C", target[1], "--numeric-owner", "-xpf", "-"], service=target[0],
+                                   entrypoint="tar", stdin=section.feed)
                 section.rest()
             else:
                 _Section(r).rest()
@@ -320,8 +315,7 @@ def restore(project, reporter, file: Path, passphrase: str) -> dict:
             raise InvalidInput("the backup holds no secrets or no database; it is not complete")
         reporter.step("giving the project's database user its password from the secrets")
         db_path = f"{SECRETS_MOUNT}/{secrets.catalogue()['db'].paths[0]}"
-        project.engine.compose_run_io(
-            "makeproject", ["-", project.settings.boinc_user, project.settings.project, db_path],
-            entrypoint="python3", feed=lambda dst: dst.write(DB_USER_SCRIPT))
+        project.engine.run(["-", project.settings.boinc_user, project.settings.project, db_path],
+                           service="makeproject", entrypoint="python3", stdin=DB_USER_SCRIPT)
     return {"restored": restored, "from": meta,
             "seconds": round(time.monotonic() - started, 1)}

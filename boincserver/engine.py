@@ -1,25 +1,38 @@
 """The one module that talks to Docker and Compose, through python-on-whales.
 
-Every failure becomes a DockerError that keeps the command and what it printed, or an
-EnvironmentProblem carrying the one command that fixes it (the same advice `doctor` gives).
+Docker's failures are classified here, once, into the types of errors.py: EngineUnreachable
+and ComposeMissing (each with the command that fixes it, the same advice `doctor` gives),
+ServiceNotRunning, NoSuchImage, and DockerError for anything else, keeping the command and
+what it printed. Callers catch types; none reads Docker's text.
+
+Containers that run one command go through `run` (a one-shot container of a service or of an
+image), commands in running services through `exec`. Both take what is fed to the command's
+stdin and how its stdout is consumed, so that no stream is held whole unless asked.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterable, Sequence
+from typing import IO, Callable, Mapping, Sequence, Union
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import stream_stdout_and_stderr
 
-from boincserver.errors import DockerError, EnvironmentProblem
+from boincserver.errors import (BoincServerError, ComposeMissing, DockerError, EngineUnreachable,
+                                EnvironmentProblem, NoSuchImage, ServiceNotRunning)
 
 LineSink = Callable[[str], None]
+# What a command's stdin gets: bytes, or a function writing to it (a stream of any size).
+Feed = Union[bytes, Callable[[IO[bytes]], None], None]
+# What reads a command's stdout; without one, all of it is returned as bytes.
+Consume = Union[Callable[[IO[bytes]], object], None]
 
 ADVICE_ENGINE = ("start Docker's engine: `sudo systemctl start docker`, or where there is no "
                  "systemd `sudo dockerd &`; install it with `sudo apt-get install docker.io`")
@@ -28,14 +41,35 @@ ADVICE_COMPOSE = ("install the Compose v2 plugin: `sudo apt-get install docker-c
                   "~/.docker/cli-plugins/")
 ADVICE_CLI = "install Docker's command-line client: `sudo apt-get install docker.io`"
 
+ENGINE_UNREACHABLE = ("cannot connect to the docker daemon", "is the docker daemon running",
+                      "failed to connect to the docker api")
+COMPOSE_MISSING = ("'compose' is not a docker command", "unknown command: docker compose")
+SERVICE_NOT_RUNNING = re.compile(r'service "?[\w.-]+"? is not running|no such service|no container found', re.I)
+NO_SUCH_IMAGE = re.compile(r"no such image|unable to find image|pull access denied|^\s*image \S+ error", re.I | re.M)
 
-def _problem_from(exc: DockerException) -> Exception:
-    text = (exc.stderr or "") + (exc.stdout or "")
-    if "Cannot connect to the Docker daemon" in text or "docker daemon running" in text.lower():
-        return EnvironmentProblem("Docker's engine is not reachable", advice=ADVICE_ENGINE)
-    if "'compose' is not a docker command" in text or "unknown command: docker compose" in text:
-        return EnvironmentProblem("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE)
-    return DockerError(exc.docker_command, exc.return_code, exc.stderr or "", exc.stdout or "")
+
+def classify(command: Sequence[str], code: int | None, stderr: str, stdout: str = "") -> BoincServerError:
+    """The error a failed docker command stands for, from what Docker printed."""
+    low = stderr.lower()
+    if any(text in low for text in ENGINE_UNREACHABLE):
+        return EngineUnreachable("Docker's engine is not reachable", advice=ADVICE_ENGINE)
+    if any(text in low for text in COMPOSE_MISSING):
+        return ComposeMissing("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE)
+    if SERVICE_NOT_RUNNING.search(stderr):
+        return ServiceNotRunning(list(command), code, stderr, stdout)
+    if NO_SUCH_IMAGE.search(stderr):
+        return NoSuchImage(list(command), code, stderr, stdout)
+    return DockerError(list(command), code, stderr, stdout)
+
+
+@dataclass
+class Ran:
+    """How a command run by `run` or `exec` ended."""
+
+    command: list[str]
+    code: int
+    out: object  # stdout as bytes, or what the consume function returned
+    err: str
 
 
 class Engine:
@@ -62,16 +96,16 @@ class Engine:
         try:
             return fn(*args, **kwargs)
         except DockerException as exc:
-            raise _problem_from(exc) from None
+            raise classify(exc.docker_command, exc.return_code, exc.stderr or "", exc.stdout or "") from None
 
     def _base_cmd(self) -> list[str]:
-        return list(self.docker.client_config.docker_cmd)
+        return [str(c) for c in self.docker.client_config.docker_cmd]
 
     def _compose_cmd(self) -> list[str]:
-        return list(self.docker.client_config.docker_compose_cmd)
+        return [str(c) for c in self.docker.client_config.docker_compose_cmd]
 
-    def stream(self, args: Sequence[str], on_line: LineSink | None, env: dict | None = None,
-               compose: bool = False, stdin: bytes | None = None) -> str:
+    def _stream(self, args: Sequence[str], on_line: LineSink | None, env: dict | None = None,
+                compose: bool = False) -> str:
         """Run a docker command, pass each output line to on_line, return the output."""
         cmd = (self._compose_cmd() if compose else self._base_cmd()) + list(args)
         tail: deque[str] = deque(maxlen=40)
@@ -84,25 +118,22 @@ class Engine:
                 if on_line:
                     on_line(line)
         except DockerException as exc:
-            problem = _problem_from(exc)
-            if isinstance(problem, DockerError):
-                problem = DockerError(cmd, exc.return_code, "\n".join(tail))
-            raise problem from None
+            raise classify(cmd, exc.return_code, "\n".join(tail)) from None
         return "\n".join(out)
 
     # -- the engine itself ---------------------------------------------------------------
     def check_engine(self) -> str:
-        """The engine's version; EnvironmentProblem if it cannot be reached."""
+        """The engine's version; EngineUnreachable if it cannot be reached."""
         try:
             return self.docker.version().server.version
         except DockerException:
-            raise EnvironmentProblem("Docker's engine is not reachable", advice=ADVICE_ENGINE) from None
+            raise EngineUnreachable("Docker's engine is not reachable", advice=ADVICE_ENGINE) from None
 
     def check_compose(self) -> str:
         try:
             return self.docker.compose.version()
         except DockerException:
-            raise EnvironmentProblem("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE) from None
+            raise ComposeMissing("Docker's Compose v2 plugin is missing", advice=ADVICE_COMPOSE) from None
 
     def buildkit_available(self) -> bool:
         """True where the buildx plugin is there; else builds use the classic builder."""
@@ -131,19 +162,17 @@ class Engine:
             return None
         return dict(self._call(self.docker.image.inspect, tag).config.labels or {})
 
-    def image_size(self, tag: str) -> int | None:
+    def image_id(self, tag: str) -> str | None:
         if not self._call(self.docker.image.exists, tag):
             return None
-        return self._call(self.docker.image.inspect, tag).size
+        return self._call(self.docker.image.inspect, tag).id
 
-    def pull(self, tag: str) -> bool:
+    def pull(self, tag: str, on_line: LineSink | None = None) -> bool:
+        """`docker pull`; False if no registry reachable here has the image."""
         try:
-            self.docker.image.pull(tag, quiet=True)
+            self._stream(["pull", "--quiet", tag], on_line)
             return True
-        except DockerException as exc:
-            problem = _problem_from(exc)
-            if isinstance(problem, EnvironmentProblem):
-                raise problem from None
+        except DockerError:
             return False
 
     def build_image(self, context: Path, tag: str, build_args: dict[str, str],
@@ -156,32 +185,14 @@ class Engine:
             args += ["--label", f"{k}={v}"]
         if self.buildkit_available():
             args += ["--progress", "plain"]
-        self.stream(args + [str(context)], on_line)
-
-    def image_id(self, tag: str) -> str | None:
-        if not self._call(self.docker.image.exists, tag):
-            return None
-        return self._call(self.docker.image.inspect, tag).id
+        self._stream(args + [str(context)], on_line)
 
     def tag_image(self, source: str, target: str) -> None:
         self._call(self.docker.image.tag, source, target)
 
     def push_image(self, reference: str, on_line: LineSink | None) -> None:
         """`docker push` (credentials are docker's own: `docker login`, never boincserver's)."""
-        self.stream(["push", reference], on_line)
-
-    def pull_image(self, reference: str, on_line: LineSink | None) -> bool:
-        """`docker pull`; False if the registry has no such image or cannot be reached."""
-        try:
-            self.stream(["pull", "--quiet", reference], on_line)
-            return True
-        except DockerError:
-            return False
-
-    def remove_image(self, tag: str) -> None:
-        """Untag (and delete if no other tag holds it); nothing if absent."""
-        if self._call(self.docker.image.exists, tag):
-            self._call(self.docker.image.remove, tag)
+        self._stream(["push", reference], on_line)
 
     def import_rootfs(self, rootfs: Path, tag: str) -> None:
         """`tar -C rootfs -c . | docker import - tag`: a base OS image without a registry."""
@@ -190,7 +201,7 @@ class Engine:
                              stdin=tar.stdout, capture_output=True, text=True)
         tar.wait()
         if imp.returncode != 0 or tar.returncode != 0:
-            raise DockerError(["docker", "import", "-", tag], imp.returncode, imp.stderr)
+            raise classify(["docker", "import", "-", tag], imp.returncode, imp.stderr)
 
     def save_image(self, tag: str):
         """`docker save` of one image, as a stream to read (and close)."""
@@ -199,23 +210,8 @@ class Engine:
     def volume_exists(self, name: str) -> bool:
         return self._call(self.docker.volume.exists, name)
 
-    def read_from_volume(self, volume: str, path: str, image: str) -> str | None:
-        """A file's text from a volume, read by a throwaway container; None if absent."""
-        out = self._call(self.docker.run, image,
-                         ["sh", "-c", f"cat /v/{path} 2>/dev/null || true"],
-                         volumes=[(volume, "/v", "ro")], remove=True, entrypoint="")
-        return out if out else None
-
-    def remove_volumes(self, names: Iterable[str]) -> None:
-        for name in names:
-            if self.volume_exists(name):
-                self._call(self.docker.volume.remove, name)
-
     # -- compose ---------------------------------------------------------------------------
-    def compose_build(self, services: list[str] | None, on_line: LineSink | None) -> None:
-        self.stream(["build", *(services or [])], on_line, compose=True)
-
-    def ensure_default_network(self) -> None:
+    def _ensure_default_network(self) -> None:
         """Create the project's network before Compose does.
 
         Compose v5 may create it twice at once against an older engine (seen with Docker
@@ -237,39 +233,15 @@ class Engine:
 
     def compose_up(self, services: list[str] | None, on_line: LineSink | None,
                    env: dict[str, str] | None = None) -> None:
-        self.ensure_default_network()
-        self.stream(["up", "--detach", "--no-build", "--wait", *(services or [])], on_line,
-                    compose=True, env={**self.build_env(), **(env or {})})
-
-    def compose_run_job(self, service: str, on_line: LineSink | None) -> None:
-        """Run a one-shot service to its end (after its dependencies), removing it after."""
-        self.stream(["run", "--rm", "--no-TTY", service], on_line, compose=True)
-
-    def compose_run_capture(self, service: str, command: list[str], *, stdin: bytes | None = None,
-                            env: dict[str, str] | None = None) -> bytes:
-        """A one-shot container of `service` (its dependencies started): its stdout, as bytes.
-
-        Secrets travel through stdin and stdout, never on a command line.
-        """
-        cmd = [str(c) for c in self._compose_cmd()] + ["run", "--rm", "--no-TTY", "--quiet-pull"]
-        for k, v in (env or {}).items():
-            cmd += ["-e", f"{k}={v}"]
-        done = subprocess.run(cmd + [service] + command, input=stdin or b"", capture_output=True)
-        if done.returncode != 0:
-            err = done.stderr.decode(errors="replace")
-            problem = _problem_from(DockerException(cmd, done.returncode, done.stdout, done.stderr))
-            if isinstance(problem, DockerError):
-                # Only the job's own error lines: the command holds no secret, its stdout might.
-                lines = [l for l in err.splitlines() if "error" in l.lower()] or err.splitlines()[-5:]
-                raise DockerError(cmd + [service] + command, done.returncode, "\n".join(lines))
-            raise problem
-        return done.stdout
+        self._ensure_default_network()
+        self._stream(["up", "--detach", "--no-build", "--wait", *(services or [])], on_line,
+                     compose=True, env={**self.build_env(), **(env or {})})
 
     def compose_restart(self, services: list[str], on_line: LineSink | None) -> None:
-        self.stream(["restart", *services], on_line, compose=True)
+        self._stream(["restart", *services], on_line, compose=True)
 
     def compose_down(self, volumes: bool, on_line: LineSink | None) -> None:
-        self.stream(["down", *(["--volumes"] if volumes else [])], on_line, compose=True)
+        self._stream(["down", *(["--volumes"] if volumes else [])], on_line, compose=True)
 
     def compose_ps(self) -> list[dict]:
         rows = []
@@ -284,24 +256,14 @@ class Engine:
             })
         return rows
 
-    def compose_exec(self, service: str, command: list[str], *, tty: bool, user: str | None = None,
-                     workdir: str | None = None, capture: bool) -> str | int:
-        """Run a command in a running service: captured (its output) or interactive (exit code)."""
-        if capture:
-            return self._call(self.docker.compose.execute, service, command, tty=False,
-                              user=user, workdir=workdir) or ""
-        cmd = self._compose_cmd() + ["exec"] + ([] if tty else ["-T"])
-        if user:
-            cmd += ["--user", user]
-        if workdir:
-            cmd += ["--workdir", workdir]
-        return subprocess.call(cmd + [service] + command)
-
-    def compose_logs(self, services: list[str], follow: bool, tail: str | None) -> int:
-        cmd = self._compose_cmd() + ["logs"] + (["--follow"] if follow else [])
-        if tail:
-            cmd += ["--tail", tail]
-        return subprocess.call(cmd + services)
+    def compose_logs(self, services: list[str], follow: bool = False, tail: str | None = None,
+                     on_line: LineSink | None = None) -> int:
+        """The services' logs: to this terminal (exit code returned), or line by line to on_line."""
+        args = ["logs"] + (["--follow"] if follow else []) + (["--tail", tail] if tail else [])
+        if on_line is not None:
+            self._stream(args + ["--no-log-prefix"] + list(services), on_line, compose=True)
+            return 0
+        return subprocess.call(self._compose_cmd() + args + list(services))
 
     def compose_port(self, service: str, port: int) -> str | None:
         try:
@@ -311,8 +273,66 @@ class Engine:
             return None
         return out or None
 
-    def _pipe(self, cmd: list[str], feed: Callable[[IO[bytes]], None] | None,
-              consume: Callable[[IO[bytes]], object] | None) -> tuple[int, dict]:
+    # -- one command: in a one-shot container, or in a running service -------------------
+    def run(self, command: Sequence[str], *, service: str | None = None, image: str | None = None,
+            entrypoint: str | None = None, dependencies: bool = False, user: str | None = None,
+            env: Mapping[str, str] | None = None, volumes: Sequence[tuple[str, str, str]] = (),
+            network: str | None = None, stdin: Feed = None, consume: Consume = None,
+            check: bool = True) -> Ran:
+        """`command` in a one-shot container, removed after: of a Compose service (its
+        dependencies started only if asked) or of an image (`volumes` as (volume, path, mode)).
+
+        Docker's own failures always raise (classified); the command's own non-zero exit raises
+        DockerError if `check`, else is returned. Errors carry stderr, never stdout: secrets
+        travel through stdin and stdout, never on a command line or in a message.
+        """
+        if (service is None) == (image is None):
+            raise ValueError("run: give a service or an image")
+        opts = (["--entrypoint", entrypoint] if entrypoint is not None else []) + (["--user", user] if user else [])
+        for k, v in (env or {}).items():
+            opts += ["-e", f"{k}={v}"]
+        if service is not None:
+            cmd = self._compose_cmd() + ["run", "--rm", "-T", "--quiet-pull"] + ([] if dependencies else ["--no-deps"])
+            cmd += opts + [service]
+        else:
+            cmd = self._base_cmd() + ["run", "--rm"] + (["-i"] if stdin is not None else [])
+            cmd += (["--network", network] if network else [])
+            for volume, path, mode in volumes:
+                cmd += ["--volume", f"{volume}:{path}:{mode}"]
+            cmd += opts + [image]
+        return self._one_command(cmd + [str(c) for c in command], stdin, consume, check)
+
+    def exec(self, service: str, command: Sequence[str], *, user: str | None = None,
+             workdir: str | None = None, stdin: Feed = None, consume: Consume = None,
+             check: bool = True, interactive: bool = False, tty: bool = False) -> Ran:
+        """`command` in the running `service` (`docker compose exec`), fed and consumed as `run`.
+
+        `interactive` hands it this process's stdin, stdout and stderr (as a TTY with `tty`)
+        and returns its exit code, whatever it is.
+        """
+        opts = (["--user", user] if user else []) + (["--workdir", workdir] if workdir else [])
+        if interactive:
+            cmd = self._compose_cmd() + ["exec"] + ([] if tty else ["-T"]) + opts + [service] + [str(c) for c in command]
+            code = subprocess.call(cmd)
+            return Ran(cmd, code, None, "")
+        cmd = self._compose_cmd() + ["exec", "-T"] + opts + [service] + [str(c) for c in command]
+        return self._one_command(cmd, stdin, consume, check)
+
+    def _one_command(self, cmd: list[str], stdin: Feed, consume: Consume, check: bool) -> Ran:
+        feed = (lambda dst: dst.write(stdin)) if isinstance(stdin, bytes) else stdin
+        code, got = self._pipe(cmd, feed, consume)
+        err = got.get("err", b"").decode(errors="replace")
+        if code != 0:
+            problem = classify(cmd, code, err)
+            if check or type(problem) is not DockerError:
+                raise problem
+        elif "error" in got:
+            raise got["error"]  # what consume raised, in the caller's thread
+        return Ran(cmd, code, got.get("out"), err)
+
+    @staticmethod
+    def _pipe(cmd: list[str], feed: Callable[[IO[bytes]], None] | None,
+              consume: Consume) -> tuple[int, dict]:
         """Run cmd with `feed` writing its stdin while `consume` reads its stdout (default: all
         of it, as bytes) and stderr is collected: no stream is ever held whole unless asked.
         Returns the exit code and {"out", "err", "error"} (error: what consume raised). A feed
@@ -356,62 +376,3 @@ class Engine:
                 t.join()
         return rc, got
 
-    # -- apps, jobs and backups: streams into and out of the services ------------------------
-    def compose_exec_io(self, service: str, command: list[str], *, user: str | None = None,
-                        workdir: str | None = None, feed: Callable[[IO[bytes]], None] | None = None,
-                        consume: Callable[[IO[bytes]], object] | None = None) -> tuple[int, object, str]:
-        """`docker compose exec -T` with streamed stdin and stdout (see _pipe). Returns (exit
-        code, what consume returned, stderr); only a missing service or engine raises."""
-        cmd = self._compose_cmd() + ["exec", "-T"]
-        if user:
-            cmd += ["--user", user]
-        if workdir:
-            cmd += ["--workdir", workdir]
-        cmd = [str(c) for c in cmd + [service] + list(command)]
-        rc, got = self._pipe(cmd, feed, consume)
-        err = got.get("err", b"").decode(errors="replace")
-        if rc != 0:
-            problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))
-            if isinstance(problem, EnvironmentProblem) or "is not running" in err or "No such service" in err:
-                raise problem if isinstance(problem, EnvironmentProblem) else DockerError(cmd, rc, err)
-        if "error" in got and rc == 0:
-            raise got["error"]  # type: ignore[misc]
-        return rc, got.get("out"), err
-
-    def compose_run_io(self, service: str, command: list[str], *, entrypoint: str | None = None,
-                       no_deps: bool = True, feed: Callable[[IO[bytes]], None] | None = None,
-                       consume: Callable[[IO[bytes]], object] | None = None) -> object:
-        """A one-shot container of `service` with streamed stdin and stdout (backups of volumes:
-        nothing is held in memory). Returns what consume returned; DockerError on failure."""
-        cmd = self._compose_cmd() + ["run", "--rm", "-T"] + (["--no-deps"] if no_deps else [])
-        if entrypoint:
-            cmd += ["--entrypoint", entrypoint]
-        cmd = [str(c) for c in cmd + [service] + list(command)]
-        rc, got = self._pipe(cmd, feed, consume)
-        if rc != 0:
-            err = got.get("err", b"").decode(errors="replace")
-            problem = _problem_from(DockerException(cmd, rc, b"", got.get("err", b"")))
-            raise problem if isinstance(problem, EnvironmentProblem) else DockerError(cmd, rc, err)
-        if "error" in got:
-            raise got["error"]  # type: ignore[misc]
-        return got.get("out")
-
-    def compose_run_output(self, service: str, command: list[str], entrypoint: str) -> bytes:
-        """A one-shot container of `service` without its dependencies: its stdout as bytes."""
-        cmd = [str(c) for c in self._compose_cmd() + ["run", "--rm", "--no-deps", "-T", "--entrypoint",
-                                                      entrypoint, service] + list(command)]
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise DockerError(cmd, done.returncode, done.stderr.decode(errors="replace"))
-        return done.stdout
-
-    def image_file(self, image: str, path: str) -> bytes | None:
-        """A file's bytes from an image, read by a throwaway container; None if absent."""
-        cmd = [str(c) for c in self._base_cmd() + ["run", "--rm", "--network", "none", "--entrypoint", "sh",
-                                                   image, "-c", 'test -f "$0" && exec cat "$0"; exit 3', path]]
-        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
-        if done.returncode == 3:
-            return None
-        if done.returncode != 0:
-            raise DockerError(cmd, done.returncode, done.stderr.decode(errors="replace"))
-        return done.stdout

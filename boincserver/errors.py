@@ -30,6 +30,14 @@ class EnvironmentProblem(BoincServerError):
     """Something `up` needs from the machine is missing; `advice` is the command that fixes it."""
 
 
+class EngineUnreachable(EnvironmentProblem):
+    """Docker's engine does not answer (not installed, not started, or no permission)."""
+
+
+class ComposeMissing(EnvironmentProblem):
+    """Docker's Compose v2 plugin is not installed."""
+
+
 class DockerError(BoincServerError):
     """A docker or docker compose command failed; keeps the command and what it printed."""
 
@@ -42,3 +50,11 @@ class DockerError(BoincServerError):
         super().__init__(
             f"`{' '.join(self.command)}` failed (exit {returncode})" + (f":\n{tail}" if tail else "")
         )
+
+
+class ServiceNotRunning(DockerError):
+    """The Compose service is not running (or the project has no such service)."""
+
+
+class NoSuchImage(DockerError):
+    """The image is not on this machine and could not be pulled."""

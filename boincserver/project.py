@@ -117,8 +117,23 @@ def created_record(project: Project) -> dict | None:
     reader = volume_reader(project)
     if reader is None:  # no image here yet to read with: up builds or pulls, the job checks
         return None
-    text = project.engine.read_from_volume(project.volume("project"), CREATED_RECORD, reader)
-    return json.loads(text) if text else None
+    data = read_file(project, reader, CREATED_RECORD, volume=project.volume("project"))
+    return json.loads(data) if data else None
+
+
+READ_ONE_FILE = 'test -f "$0" && exec cat "$0"; exit 3'  # exit 3: no such file
+
+
+def read_file(project: Project, image: str, path: str, volume: str | None = None) -> bytes | None:
+    """A file of an image, or of a volume (path relative to it) read with that image; None if absent."""
+    where = f"/v/{path}" if volume else path
+    ran = project.engine.run(["-c", READ_ONE_FILE, where], image=image, entrypoint="sh", network="none",
+                             volumes=[(volume, "/v", "ro")] if volume else [], check=False)
+    if ran.code == 3:
+        return None
+    if ran.code != 0:
+        raise DockerError(ran.command, ran.code, ran.err)
+    return ran.out
 
 
 def volume_reader(project: Project) -> str | None:
@@ -229,7 +244,7 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
             remote = reg.reference(where, project.settings.compose_name, service,
                                    reg.content_tag(__version__, digests[service]))
             reporter.step(f"looking for {remote}")
-            if project.engine.pull_image(remote, reporter.line):
+            if project.engine.pull(remote, reporter.line):
                 project.engine.tag_image(remote, project.image(service))
                 if current(service):
                     needed.remove(service)
@@ -320,10 +335,7 @@ def _explain_failed_job(project: Project, reporter: Reporter) -> None:
     for row in project.engine.compose_ps():
         if row["service"] == "makeproject" and row["exit_code"] not in (0, None):
             reporter.step("the makeproject job failed; its last lines:")
-            out = project.engine.stream(["logs", "--no-log-prefix", "--tail", "30", "makeproject"], None,
-                                        compose=True)
-            for line in out.splitlines():
-                reporter.line(line)
+            project.engine.compose_logs(["makeproject"], tail="30", on_line=reporter.line)
 
 
 def http_get(url: str, host_header: str | None, timeout: float = 5.0) -> tuple[int, str]:
@@ -381,11 +393,11 @@ def bin_status(project: Project, wait: float = 20.0) -> str:
     """BOINC's `bin/status -v`; it refuses while bin/start holds its lock, so wait for that."""
     deadline = time.monotonic() + wait
     while True:
-        try:
-            return str(project.engine.compose_exec(
-                "apache", ["bin/status", "-v"], tty=False, user=project.settings.boinc_user,
-                workdir=project.settings.project_root, capture=True))
-        except DockerError as exc:
-            if boinc_status.START_RUNNING not in exc.stdout + exc.stderr or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+        ran = project.engine.exec("apache", ["bin/status", "-v"], user=project.settings.boinc_user,
+                                  workdir=project.settings.project_root, check=False)
+        out = ran.out.decode(errors="replace")
+        if ran.code == 0:
+            return out
+        if boinc_status.START_RUNNING not in out + ran.err or time.monotonic() > deadline:
+            raise DockerError(ran.command, ran.code, ran.err, out)
+        time.sleep(1)

@@ -30,7 +30,7 @@ def catalogue():
 
 def _vault(project, args: list[str], stdin: bytes | None = None) -> bytes:
     env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else None
-    return project.engine.compose_run_capture("makeproject", VAULT + args, stdin=stdin, env=env)
+    return project.engine.run(VAULT + args, service="makeproject", dependencies=True, env=env, stdin=stdin).out
 
 
 def _json(project, args: list[str], stdin: bytes | None = None) -> dict:
@@ -47,11 +47,11 @@ def _restart_apache(project, reporter) -> None:
 
 
 def pending_rotation(project) -> bool:
-    from boincserver.project import volume_reader
+    from boincserver.project import read_file, volume_reader
     reader = volume_reader(project)
     if reader is None or not project.engine.volume_exists(project.volume("secrets")):
         return False
-    return project.engine.read_from_volume(project.volume("secrets"), "pending/rotation.json", reader) is not None
+    return read_file(project, reader, "pending/rotation.json", volume=project.volume("secrets")) is not None
 
 
 def recover(project, reporter) -> list[str]:

@@ -42,9 +42,9 @@ def target_pins() -> dict:
 def recorded_pins(project) -> dict:
     """What the project is on: the record of its last upgrade, else what created it."""
     from boincserver import project as core
-    text = project.engine.read_from_volume(project.volume("project"), PINS_RECORD, _reader(project))
-    if text:
-        return json.loads(text)
+    data = core.read_file(project, _reader(project), PINS_RECORD, volume=project.volume("project"))
+    if data:
+        return json.loads(data)
     record = core.created_record(project) or {}
     return {"boincserver": project.settings.boincserver_version, "boinc_commit": record.get("boinc_commit", "")}
 
@@ -89,28 +89,27 @@ def default_backup_file(project) -> Path:
 def run_upgrade_db(project) -> tuple[str, str]:
     """BOINC's html/ops/upgrade_db.php, answered 'y'; returns (its output, db_revision after)."""
     root = project.settings.project_root
-    rc, out, err = project.engine.compose_exec_io(
-        "apache", ["php", "upgrade_db.php"], user=project.settings.boinc_user, workdir=f"{root}/html/ops",
-        feed=lambda dst: dst.write(b"y\n"))
-    text = (out or b"").decode(errors="replace") + err
-    if rc != 0 or UPGRADE_FAILED in text:
+    ran = project.engine.exec("apache", ["php", "upgrade_db.php"], user=project.settings.boinc_user,
+                              workdir=f"{root}/html/ops", stdin=b"y\n", check=False)
+    text = ran.out.decode(errors="replace") + ran.err
+    if ran.code != 0 or UPGRADE_FAILED in text:
         raise ProjectError("BOINC's database upgrade (html/ops/upgrade_db.php) failed; the project's pins "
                            f"were not recorded, so the next `boincserver upgrade` tries again:\n{text.strip()[-2000:]}",
                            advice="see html/ops/db_update.php for the update that failed; "
                                   "the backup taken first restores the project as it was")
-    rc, rev, err = project.engine.compose_exec_io("apache", ["cat", f"{root}/db_revision"],
-                                                  user=project.settings.boinc_user)
-    return text, (rev or b"").decode().strip()
+    rev = project.engine.exec("apache", ["cat", f"{root}/db_revision"], user=project.settings.boinc_user,
+                              check=False).out
+    return text, rev.decode().strip()
 
 
 def record(project, data: dict) -> None:
     root = project.settings.project_root
     payload = (json.dumps(data, indent=1) + "\n").encode()
-    rc, _, err = project.engine.compose_exec_io(
+    ran = project.engine.exec(
         "apache", ["sh", "-c", 'cat > "$0.tmp" && chmod 644 "$0.tmp" && mv "$0.tmp" "$0"', f"{root}/{PINS_RECORD}"],
-        user="root", feed=lambda dst: dst.write(payload))  # .boincserver/ is the makeproject job's (root)
-    if rc != 0:
-        raise ProjectError(f"could not record the project's pins in {PINS_RECORD}: {err.strip()}")
+        user="root", stdin=payload, check=False)  # .boincserver/ is the makeproject job's (root)
+    if ran.code != 0:
+        raise ProjectError(f"could not record the project's pins in {PINS_RECORD}: {ran.err.strip()}")
 
 
 def upgrade(project, reporter, passphrase: str, backup_file: Path | None = None) -> dict:

@@ -189,11 +189,11 @@ def test_offline_key_signs_like_crypt_prog(tmp_path):
 def test_a_stopped_project_is_named_not_a_docker_failure():
     from types import SimpleNamespace
 
-    from boincserver.errors import DockerError
+    from boincserver.errors import ServiceNotRunning
 
     class Engine:
-        def compose_exec_io(self, *args, **kwargs):
-            raise DockerError(["docker", "compose", "exec"], 1, 'service "apache" is not running')
+        def exec(self, *args, **kwargs):
+            raise ServiceNotRunning(["docker", "compose", "exec"], 1, 'service "apache" is not running')
 
     project = SimpleNamespace(engine=Engine(), settings=SimpleNamespace(boinc_user="b", project_root="/p", project="demo"))
     with pytest.raises(ProjectError, match="project 'demo' is not running") as info:

@@ -153,7 +153,7 @@ def _run_in(service: str, command: list[str], root_user: bool, tty: bool = False
     import sys
     p = open_project()
     apache = service == "apache"
-    return int(p.engine.compose_exec(
-        service, command, tty=tty and sys.stdin.isatty(),
+    return p.engine.exec(
+        service, command, interactive=True, tty=tty and sys.stdin.isatty(),
         user=None if root_user or not apache else p.settings.boinc_user,
-        workdir=p.settings.project_root if apache else None, capture=False))
+        workdir=p.settings.project_root if apache else None).code

@@ -23,7 +23,7 @@ from boincserver import paths, pins
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import keys
 from boincserver.errors import InvalidInput, ProjectError, ServiceNotRunning
-from boincserver.project import read_file
+from boincserver.context import Project, read_file
 
 HELPER = "boincserver-jobs"
 # BOINC's wrapper, built in the makeproject base image (samples/wrapper).
@@ -80,7 +80,7 @@ def load_example(example: str, name: str | None = None) -> boinc_apps.AppSpec:
         wrapper_stdin=data.get("wrapper_stdin"), wrapper_stdout=data.get("wrapper_stdout"))
 
 
-def run_in_apache(project, command: list[str], feed=None, consume=None) -> tuple[int, object, str]:
+def run_in_apache(project: Project, command: list[str], feed=None, consume=None) -> tuple[int, object, str]:
     """A command in the running apache service as the BOINC user, in PROJECT_ROOT.
 
     No `compose ps` first (half a second): a stopped project shows in exec's own error."""
@@ -93,7 +93,7 @@ def run_in_apache(project, command: list[str], feed=None, consume=None) -> tuple
     return ran.code, ran.out, ran.err
 
 
-def helper(project, args: list[str], feed=None, consume=None):
+def helper(project: Project, args: list[str], feed=None, consume=None):
     """Run boincserver-jobs in apache as the BOINC user; its JSON (or what consume returned)."""
     rc, out, err = run_in_apache(project, [HELPER] + args, feed=feed, consume=consume)
     return _helper_result(rc, out, err, consume is not None)
@@ -132,7 +132,7 @@ def _is_local(source: str) -> bool:
     return not (source.startswith(IMAGE_PREFIX) or source in ("wrapper:", "job.xml:"))
 
 
-def _source_bytes(project, source: str, spec: boinc_apps.AppSpec) -> bytes:
+def _source_bytes(project: Project, source: str, spec: boinc_apps.AppSpec) -> bytes:
     if source == "job.xml:":
         return boinc_apps.spec_job_xml(spec).encode()
     if source == "wrapper:":
@@ -154,7 +154,7 @@ def _source_bytes(project, source: str, spec: boinc_apps.AppSpec) -> bytes:
     return path.read_bytes()
 
 
-def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str], str]:
+def sign(project: Project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str], str]:
     """Signatures of the MD5s: with an offline key file, or the key in the secrets volume."""
     if sign_key is not None:
         try:
@@ -172,7 +172,7 @@ def sign(project, md5s: list[str], sign_key: Path | None) -> tuple[dict[str, str
     return sigs, "the project's code-signing key (secrets volume)"
 
 
-def _sign_files(project, files: dict[str, tuple[bytes, bool]], sign_key: Path | None) -> tuple[dict[str, str], str]:
+def _sign_files(project: Project, files: dict[str, tuple[bytes, bool]], sign_key: Path | None) -> tuple[dict[str, str], str]:
     """A signature for each file (by name), and what signed them."""
     md5 = {name: hashlib.md5(data).hexdigest() for name, (data, _) in files.items()}
     sigs, signed_with = sign(project, sorted(set(md5.values())), sign_key)
@@ -196,7 +196,7 @@ def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -
     tar.addfile(info, io.BytesIO(data))
 
 
-def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddResult:
+def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddResult:
     """Install a new version of an app (creating the app the first time)."""
     started = time.monotonic()
     try:
@@ -241,7 +241,7 @@ def add(project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddR
                      result.get("daemons_added", []), signed_with, time.monotonic() - started)
 
 
-def _install(project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:
+def _install(project: Project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:
     """Unpack a version's tar in PROJECT_ROOT (project.xml kept for a rollback), then xadd,
     update_versions --noconfirm and the app's daemons, by the apache service's helper."""
     rc, out, err = run_in_apache(
@@ -252,11 +252,11 @@ def _install(project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]
     return _helper_result(rc, out, err, False)
 
 
-def list_apps(project) -> list[dict]:
+def list_apps(project: Project) -> list[dict]:
     return helper(project, ["apps"])
 
 
-def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
+def rerelease_all(project: Project, sign_key: Path | None = None) -> list[dict]:
     """After a code-signing key change: each app's newest version (per platform) again, under
     the next version number, its files signed with the new key.
 
@@ -304,7 +304,7 @@ def rerelease_all(project, sign_key: Path | None = None) -> list[dict]:
     return released
 
 
-def _fetch_dir(project, folder: str) -> bytes:
+def _fetch_dir(project: Project, folder: str) -> bytes:
     """A folder of the project volume as a tar (from the apache service)."""
     rc, out, err = run_in_apache(project, ["tar", "-c", "-f", "-", "-C", folder, "."],
                                  consume=lambda f: f.read())

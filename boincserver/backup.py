@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
-from boincserver import pins
+from boincserver import __version__, pins, secrets
+from boincserver.context import Project, Reporter, check_docker, created_record, service_running
 from boincserver.errors import InvalidInput, ProjectError
 
 MAGIC = b"BOINCSERVER-PROJECT-BACKUP-1\n"
@@ -182,21 +183,18 @@ class BackupResult:
     seconds: float = 0.0
 
 
-def _dump_command(project) -> list[str]:
+def _dump_command(project: Project) -> list[str]:
     return ["mariadb-dump", "--single-transaction", "--quick", "--routines", "--triggers",
             "--databases", project.settings.project]
 
 
-def _ensure_mysql(project, reporter) -> None:
-    running = any(r["service"] == "mysql" and r["state"] == "running" for r in project.engine.compose_ps())
-    if not running:
+def _ensure_mysql(project: Project, reporter: Reporter) -> None:
+    if not service_running(project, "mysql"):
         reporter.step("starting mysql")
         project.engine.compose_up(["mysql"], reporter.line)
 
 
-def manifest(project) -> dict:
-    from boincserver import __version__
-    from boincserver.project import created_record
+def manifest(project: Project) -> dict:
     record = created_record(project) or {}
     return {"format": FORMAT, "boincserver": __version__, "boinc_commit": record.get("boinc_commit", ""),
             "pins": {"boinc_commit": pins.BOINC_COMMIT, "base_os_image": pins.BASE_OS_IMAGE},
@@ -204,17 +202,15 @@ def manifest(project) -> dict:
             "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def backup(project, reporter, file: Path, passphrase: str) -> BackupResult:
-    from boincserver import project as core
-    from boincserver import secrets
+def backup(project: Project, reporter: Reporter, file: Path, passphrase: str) -> BackupResult:
     started = time.monotonic()
     file = file.expanduser().absolute()
     if file.exists():
         raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
     if len(passphrase) < 8:
         raise InvalidInput("the passphrase is too short: use 8 characters or more")
-    core.check_docker(project.engine)
-    if core.created_record(project) is None:
+    check_docker(project.engine)
+    if created_record(project) is None:
         raise ProjectError("the project has no data to back up yet", advice="`boincserver up` creates it")
     file.parent.mkdir(parents=True, exist_ok=True)
     secrets.recover(project, reporter)
@@ -269,15 +265,13 @@ class _Section:
             pass
 
 
-def restore(project, reporter, file: Path, passphrase: str) -> dict:
+def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -> dict:
     """Into a project without data (after `down --volumes`): the next `up` serves it as it was."""
-    from boincserver import project as core
-    from boincserver import secrets
     started = time.monotonic()
     if not file.is_file():
         raise InvalidInput(f"{file} does not exist")
-    core.check_docker(project.engine)
-    if core.created_record(project) is not None:
+    check_docker(project.engine)
+    if created_record(project) is not None:
         raise ProjectError("this project already has data; a restore goes into an empty project only",
                            advice="back it up first if it matters, then `boincserver down --volumes --yes`")
     with open(file, "rb") as src:

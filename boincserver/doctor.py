@@ -11,7 +11,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from boincserver import boinc_source, engine as engine_mod, images, paths, pins
+from boincserver import boinc_source, images, paths, pins
+from boincserver import engine as engine_mod
+from boincserver.context import open_project
+from boincserver.project import ADVICE_PORT, port_is_free, port_is_ours
 from boincserver.errors import BoincServerError
 
 MIN_FREE_DISK = 10 << 30  # the build needs ~2 GB; a project's data grows from there
@@ -76,10 +79,8 @@ def run_all(project_dir: Path) -> list[Check]:
                             None if free >= MIN_FREE_DISK else "free at least 10 GiB: `docker system prune`"))
     port, ours = 8080, False
     if (project_dir / paths.SETTINGS_FILE).is_file():
-        from boincserver import project as core
-        p = core.open_project(project_dir, lambda d, name: engine_mod.Engine(d, name))
-        port, ours = p.settings.http_port, core.port_is_ours(p, p.settings.http_port)
-    from boincserver.project import ADVICE_PORT, port_is_free
+        p = open_project(project_dir, lambda d, name: engine_mod.Engine(d, name))
+        port, ours = p.settings.http_port, port_is_ours(p, p.settings.http_port)
     if ours:
         checks.append(Check("http port", True, f"port {port} is this project's"))
     elif port_is_free(port):

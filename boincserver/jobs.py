@@ -25,6 +25,7 @@ from typing import IO, Iterable, Iterator
 from boincserver.apps import _add_file, _helper_result, helper, run_in_apache
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
+from boincserver.context import Project
 from boincserver.errors import InvalidInput
 
 SHOWN_ERRORS = 20
@@ -184,7 +185,7 @@ def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, f
     return feed
 
 
-def _submit(project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
+def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
             options: dict, batch_name: str | None) -> SubmitResult:
     started = time.monotonic()
     try:
@@ -212,7 +213,7 @@ def _check_app_name(app: str) -> None:
         raise InvalidInput(str(exc)) from None
 
 
-def submit(project, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,
+def submit(project: Project, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,
            wu_prefix: str | None = None, dry_run: bool = False) -> SubmitResult:
     """All the jobs of a jobs file as one BOINC batch, or nothing."""
     started = time.monotonic()
@@ -242,7 +243,7 @@ def submit(project, app: str, jobs_file: Path, options: dict | None = None, batc
     return result
 
 
-def create_work(project, app: str, files: list[Path], wu_name: str | None = None,
+def create_work(project: Project, app: str, files: list[Path], wu_name: str | None = None,
                 command_line: str | None = None, options: dict | None = None) -> SubmitResult:
     """One job (no batch), through the same path as submit."""
     _check_app_name(app)
@@ -279,7 +280,7 @@ def _safe_member(name: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def results(project, wu_names: list[str] | None = None, batch: int | None = None,
+def results(project: Project, wu_names: list[str] | None = None, batch: int | None = None,
             out: Path | None = None) -> dict:
     """The state of jobs (by name or batch) and, with `out`, their outputs copied there as
     OUT/<job>/<output name>."""
@@ -319,9 +320,9 @@ def results(project, wu_names: list[str] | None = None, batch: int | None = None
     return report
 
 
-def batches(project) -> list[dict]:
+def batches(project: Project) -> list[dict]:
     return helper(project, ["batches"])
 
 
-def abort(project, batch: int) -> dict:
+def abort(project: Project, batch: int) -> dict:
     return helper(project, ["abort", str(batch)])

@@ -12,37 +12,23 @@ import shutil
 import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-from boincserver import boinc_source, images, paths, pins, render
+from boincserver import __version__, boinc_source, images, paths, pins, render, secrets
+from boincserver import registry as reg
+from boincserver.boinc import keys
 from boincserver.boinc import status as boinc_status
-from boincserver.engine import Engine
+from boincserver.context import (Project, Reporter, Silent, check_docker, created_record, service_running,
+                                 wait_until_serving)
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
-from boincserver.settings import Settings, load, locked_changes, to_toml
+from boincserver.settings import Settings, locked_changes, to_toml
 
 SERVICES = ("mysql", "makeproject", "apache")
-# The record the makeproject job writes on the project volume when it creates the project.
-CREATED_RECORD = ".boincserver/created.json"
 PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
 # Files of the project folder that are settings, not build inputs (see the .dockerignore).
 NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github"}
-
-
-class Reporter(Protocol):
-    def step(self, message: str) -> None: ...
-    def line(self, text: str) -> None: ...
-
-
-class Silent:
-    def step(self, message: str) -> None:
-        pass
-
-    def line(self, text: str) -> None:
-        pass
 
 
 # -- init ----------------------------------------------------------------------------------
@@ -84,66 +70,6 @@ def init(project_dir: Path, settings: Settings) -> list[render.Written]:
 
 
 # -- shared steps --------------------------------------------------------------------------
-@dataclass
-class Project:
-    """A loaded project folder with the engine bound to its Compose project."""
-
-    dir: Path
-    settings: Settings
-    engine: Engine
-
-    def volume(self, name: str) -> str:
-        return f"{self.settings.compose_name}_{name}"
-
-    def image(self, service: str) -> str:
-        from boincserver import __version__
-        return f"{self.settings.compose_name}/{service}:{__version__}"
-
-
-def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine]) -> Project:
-    settings = load(project_dir)
-    return Project(project_dir.absolute(), settings, engine_factory(project_dir.absolute(), settings.compose_name))
-
-
-def check_docker(engine: Engine) -> None:
-    engine.check_engine()
-    engine.check_compose()
-
-
-def created_record(project: Project) -> dict | None:
-    """What the project was created with, read from its volume; None before creation."""
-    if not project.engine.volume_exists(project.volume("project")):
-        return None
-    reader = volume_reader(project)
-    if reader is None:  # no image here yet to read with: up builds or pulls, the job checks
-        return None
-    data = read_file(project, reader, CREATED_RECORD, volume=project.volume("project"))
-    return json.loads(data) if data else None
-
-
-READ_ONE_FILE = 'test -f "$0" && exec cat "$0"; exit 3'  # exit 3: no such file
-
-
-def read_file(project: Project, image: str, path: str, volume: str | None = None) -> bytes | None:
-    """A file of an image, or of a volume (path relative to it) read with that image; None if absent."""
-    where = f"/v/{path}" if volume else path
-    ran = project.engine.run(["-c", READ_ONE_FILE, where], image=image, entrypoint="sh", network="none",
-                             volumes=[(volume, "/v", "ro")] if volume else [], check=False)
-    if ran.code == 3:
-        return None
-    if ran.code != 0:
-        raise DockerError(ran.command, ran.code, ran.err)
-    return ran.out
-
-
-def volume_reader(project: Project) -> str | None:
-    """An image present here that has `sh` and `cat`, to read a file of a volume."""
-    for image in (pins.BASE_OS_IMAGE, project.image("makeproject"), pins.base_image("mysql")):
-        if project.engine.image_labels(image) is not None:
-            return image
-    return None
-
-
 def check_locked(project: Project, settings: Settings | None = None) -> None:
     settings = settings or project.settings
     record = created_record(project)
@@ -170,8 +96,7 @@ def port_is_free(port: int) -> bool:
 
 def port_is_ours(project: Project, port: int) -> bool:
     """True if this project's running apache is what holds the port."""
-    running = any(r["service"] == "apache" and r["state"] == "running" for r in project.engine.compose_ps())
-    published = project.engine.compose_port("apache", 80) if running else None
+    published = project.engine.compose_port("apache", 80) if service_running(project, "apache") else None
     return bool(published) and published.rsplit(":", 1)[-1] == str(port)
 
 
@@ -223,7 +148,6 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
     missing here is first pulled by its content tag; `tags` tag the images (in the registry's
     namespace when there is one) and `push` sends them with their content tag.
     """
-    from boincserver import __version__, registry as reg
     result = BuildResult()
     where = reg.check_registry(registry) if registry else project.settings.registry
     tags = [reg.check_tag(t) for t in tags]
@@ -311,13 +235,11 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
         boinc_src = str(boinc_source.resolve(boinc_src))
     write_settings(project, new)
     build(project, reporter, boinc_src=boinc_src)
-    from boincserver import secrets
     secrets.recover(project, reporter)
     if new.offline_signing_keys and created_record(project) is None:
         # Before the project is made, the server gets the public key only: make_project and
         # the secrets job then keep the private key off the server.
         pair = secrets.make_offline_keys(Path(new.offline_signing_keys))
-        from boincserver.boinc import keys
         reporter.step("offline code signing: sending the public key only")
         secrets.send_public_key(project, keys.public_key_to_text(pair.public))
     reporter.step("starting mysql, creating or updating the project, starting apache")
@@ -338,36 +260,6 @@ def _explain_failed_job(project: Project, reporter: Reporter) -> None:
             project.engine.compose_logs(["makeproject"], tail="30", on_line=reporter.line)
 
 
-def http_get(url: str, host_header: str | None, timeout: float = 5.0) -> tuple[int, str]:
-    req = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read(200_000).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
-def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
-    """Until the home page and the scheduler answer through the published port."""
-    host = settings.url_base.split("://", 1)[1]
-    base = f"http://127.0.0.1:{settings.http_port}"
-    deadline = time.monotonic() + timeout
-    home = sched = (0, "")
-    while time.monotonic() < deadline:
-        home = http_get(f"{base}/{settings.project}/", host)
-        sched = http_get(f"{base}/{settings.project}_cgi/cgi", host)
-        # Right after a restart the scheduler says <project_is_down/> until bin/start has
-        # removed the stop file bin/stop left; the project serves only after that.
-        if home[0] == 200 and sched[0] == 200 and "<project_is_down/>" not in sched[1]:
-            return
-        time.sleep(1)
-    raise ProjectError(
-        f"the server did not answer in {timeout:.0f}s (home page HTTP {home[0]}, scheduler HTTP {sched[0]})",
-        advice="see `boincserver logs apache` and `boincserver status`")
-
-
 # -- down, status, logs, exec --------------------------------------------------------------
 def down(project: Project, reporter: Reporter, volumes: bool) -> None:
     check_docker(project.engine)
@@ -375,11 +267,10 @@ def down(project: Project, reporter: Reporter, volumes: bool) -> None:
 
 
 def status(project: Project, reporter: Reporter | None = None) -> dict:
-    from boincserver import secrets
     check_docker(project.engine)
     secrets.recover(project, reporter or Silent())
     services = project.engine.compose_ps()
-    apache_up = any(r["service"] == "apache" and r["state"] == "running" for r in services)
+    apache_up = any(r["service"] == "apache" and r["state"] == "running" for r in services)  # one ps
     daemons = []
     raw = ""
     if apache_up:

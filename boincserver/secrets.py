@@ -12,9 +12,11 @@ import os
 import secrets as rand
 from pathlib import Path
 
-from boincserver import paths
+from boincserver import apps, paths, pins
+from boincserver import scan as scanner
 from boincserver.boinc import keys
 from boincserver.catalogue import load as load_catalogue
+from boincserver.context import Project, Reporter, read_volume_file, restart_apache
 from boincserver.errors import InvalidInput, ProjectError
 
 VAULT = ["boincserver-project-setup", "secrets"]
@@ -28,33 +30,24 @@ def catalogue():
     return load_catalogue(paths.data_dir("secrets") / "catalogue.toml")
 
 
-def _vault(project, args: list[str], stdin: bytes | None = None) -> bytes:
+def _vault(project: Project, args: list[str], stdin: bytes | None = None) -> bytes:
     env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else None
     return project.engine.run(VAULT + args, service="makeproject", dependencies=True, env=env, stdin=stdin).out
 
 
-def _json(project, args: list[str], stdin: bytes | None = None) -> dict:
+def _json(project: Project, args: list[str], stdin: bytes | None = None) -> dict:
     return json.loads(_vault(project, args, stdin).decode())
 
 
-def _restart_apache(project, reporter) -> None:
-    from boincserver import project as core
-    running = any(r["service"] == "apache" and r["state"] == "running" for r in project.engine.compose_ps())
-    if running:
-        reporter.step("restarting apache so that the daemons and Apache's mounts see the new values")
-        project.engine.compose_restart(["apache"], reporter.line)
-        core.wait_until_serving(project.settings)
+def _restart_apache(project: Project, reporter: Reporter) -> None:
+    restart_apache(project, reporter, "so that the daemons and Apache's mounts see the new values")
 
 
-def pending_rotation(project) -> bool:
-    from boincserver.project import read_file, volume_reader
-    reader = volume_reader(project)
-    if reader is None or not project.engine.volume_exists(project.volume("secrets")):
-        return False
-    return read_file(project, reader, "pending/rotation.json", volume=project.volume("secrets")) is not None
+def pending_rotation(project: Project) -> bool:
+    return read_volume_file(project, "secrets", "pending/rotation.json") is not None
 
 
-def recover(project, reporter) -> list[str]:
+def recover(project: Project, reporter: Reporter) -> list[str]:
     """Finish a rotation a killed process left; the project works again afterwards."""
     if not pending_rotation(project):
         return []
@@ -64,11 +57,11 @@ def recover(project, reporter) -> list[str]:
     return done
 
 
-def show(project, reveal: bool = False) -> list[dict]:
+def show(project: Project, reveal: bool = False) -> list[dict]:
     return _json(project, ["show"] + (["--reveal"] if reveal else []))["secrets"]
 
 
-def rotate(project, reporter, names: list[str], value: str | None = None) -> list[str]:
+def rotate(project: Project, reporter: Reporter, names: list[str], value: str | None = None) -> list[str]:
     known = set(catalogue())
     if not names or any(n not in known and n != "all" for n in names) or ("all" in names and len(names) > 1):
         raise InvalidInput(f"unknown secret(s) {' '.join(names)}: choose from {', '.join(sorted(known))}, or all")
@@ -86,10 +79,9 @@ def rotate(project, reporter, names: list[str], value: str | None = None) -> lis
     return done
 
 
-def rotate_code_sign(project, reporter) -> tuple[str, list[dict]]:
+def rotate_code_sign(project: Project, reporter: Reporter) -> tuple[str, list[dict]]:
     """New code-signing key pair; attached clients receive it signed with the old key, and
     every app's newest version is released again signed with the new key."""
-    from boincserver import apps
     recover(project, reporter)
     _json(project, ["rotate", "code_sign"])
     _restart_apache(project, reporter)
@@ -99,7 +91,7 @@ def rotate_code_sign(project, reporter) -> tuple[str, list[dict]]:
 
 
 # -- offline code signing ------------------------------------------------------------------
-def export_private_key(project, reporter, keys_dir: Path) -> str:
+def export_private_key(project: Project, reporter: Reporter, keys_dir: Path) -> str:
     """Move the code-signing private key from the server into keys_dir; return its fingerprint."""
     keys_dir = keys_dir.expanduser().absolute()
     target = keys_dir / "code_sign_private"
@@ -134,7 +126,7 @@ def make_offline_keys(keys_dir: Path) -> keys.KeyPair:
     return pair
 
 
-def send_public_key(project, public_text: str) -> str:
+def send_public_key(project: Project, public_text: str) -> str:
     return _json(project, ["set-public", "code_sign"], public_text.encode())["fingerprint"]
 
 
@@ -180,7 +172,7 @@ def decrypt_backup(blob: bytes, passphrase: str) -> bytes:
         raise InvalidInput("wrong passphrase, or the backup file was changed; nothing was restored") from None
 
 
-def backup(project, file: Path, passphrase: str) -> int:
+def backup(project: Project, file: Path, passphrase: str) -> int:
     if file.exists():
         raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
     if len(passphrase) < 8:
@@ -193,7 +185,7 @@ def backup(project, file: Path, passphrase: str) -> int:
     return len(blob)
 
 
-def restore(project, reporter, file: Path, passphrase: str) -> list[str]:
+def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -> list[str]:
     if not file.is_file():
         raise InvalidInput(f"{file} does not exist")
     plain = decrypt_backup(file.read_bytes(), passphrase)
@@ -204,9 +196,8 @@ def restore(project, reporter, file: Path, passphrase: str) -> list[str]:
 
 
 # -- scan ----------------------------------------------------------------------------------
-def scan(project, extra_images: list[str] | None = None) -> dict:
+def scan(project: Project, extra_images: list[str] | None = None) -> dict:
     """Every secret value searched in the project's images and its folder: {where: [secrets]}."""
-    from boincserver import pins, scan as scanner
     needles = scanner.needles(show(project, reveal=True))
     images = [project.image(s) for s in ("mysql", "makeproject", "apache")]
     images += [pins.base_image(n) for n in pins.BASE_IMAGE_NAMES] + list(extra_images or [])

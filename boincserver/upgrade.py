@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boincserver import pins
+from boincserver import __version__, backup, pins
+from boincserver import project as core
+from boincserver.context import Project, Reporter, check_docker, created_record, read_volume_file
 from boincserver.errors import ProjectError
 
 PINS_RECORD = ".boincserver/pins.json"
@@ -35,27 +37,19 @@ class Plan:
 
 
 def target_pins() -> dict:
-    from boincserver import __version__
     return {"boincserver": __version__, "boinc_commit": pins.BOINC_COMMIT, "base_os_image": pins.BASE_OS_IMAGE}
 
 
-def recorded_pins(project) -> dict:
+def recorded_pins(project: Project) -> dict:
     """What the project is on: the record of its last upgrade, else what created it."""
-    from boincserver import project as core
-    data = core.read_file(project, _reader(project), PINS_RECORD, volume=project.volume("project"))
+    data = read_volume_file(project, "project", PINS_RECORD)
     if data:
         return json.loads(data)
-    record = core.created_record(project) or {}
+    record = created_record(project) or {}
     return {"boincserver": project.settings.boincserver_version, "boinc_commit": record.get("boinc_commit", "")}
 
 
-def _reader(project) -> str:
-    if project.engine.image_labels(pins.BASE_OS_IMAGE) is not None:
-        return pins.BASE_OS_IMAGE
-    return pins.base_image("mysql")
-
-
-def plan(project) -> Plan:
+def plan(project: Project) -> Plan:
     current, target = recorded_pins(project), target_pins()
     p = Plan(current, target)
     if project.settings.boincserver_version != target["boincserver"]:
@@ -81,12 +75,12 @@ def plan(project) -> Plan:
     return p
 
 
-def default_backup_file(project) -> Path:
+def default_backup_file(project: Project) -> Path:
     base = Path.home() / ".local" / "share" / "boincserver" / "backups"
     return base / f"{project.settings.compose_name}-before-upgrade-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.backup"
 
 
-def run_upgrade_db(project) -> tuple[str, str]:
+def run_upgrade_db(project: Project) -> tuple[str, str]:
     """BOINC's html/ops/upgrade_db.php, answered 'y'; returns (its output, db_revision after)."""
     root = project.settings.project_root
     ran = project.engine.exec("apache", ["php", "upgrade_db.php"], user=project.settings.boinc_user,
@@ -102,7 +96,7 @@ def run_upgrade_db(project) -> tuple[str, str]:
     return text, rev.decode().strip()
 
 
-def record(project, data: dict) -> None:
+def record(project: Project, data: dict) -> None:
     root = project.settings.project_root
     payload = (json.dumps(data, indent=1) + "\n").encode()
     ran = project.engine.exec(
@@ -112,12 +106,10 @@ def record(project, data: dict) -> None:
         raise ProjectError(f"could not record the project's pins in {PINS_RECORD}: {ran.err.strip()}")
 
 
-def upgrade(project, reporter, passphrase: str, backup_file: Path | None = None) -> dict:
-    from boincserver import backup
-    from boincserver import project as core
+def upgrade(project: Project, reporter: Reporter, passphrase: str, backup_file: Path | None = None) -> dict:
     started = time.monotonic()
-    core.check_docker(project.engine)
-    if core.created_record(project) is None:
+    check_docker(project.engine)
+    if created_record(project) is None:
         raise ProjectError("the project does not exist yet: nothing to upgrade", advice="`boincserver up` creates it")
     p = plan(project)
     if not p.changes:

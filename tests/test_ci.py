@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from boincserver import ci, pins, project
+from boincserver import ci, context, pins, project
 from boincserver.settings import Settings
 
 
@@ -62,7 +62,7 @@ def test_digest_ignores_the_workflow(tmp_path):
         def image_labels(self, tag):
             return None
 
-    p = project.Project(tmp_path / "demo", s, NoEngine())
+    p = context.Project(tmp_path / "demo", s, NoEngine())
     before = project.project_inputs_digest(p, "apache")
     ci.write_github(tmp_path / "demo", s)
     assert project.project_inputs_digest(p, "apache") == before

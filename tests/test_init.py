@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boincserver import images, paths, pins, project, render
+from boincserver import context, images, paths, pins, project, render
 from boincserver.errors import InvalidInput, ProjectError
 from boincserver.settings import Settings, load
 
@@ -227,7 +227,7 @@ class FakeEngine:
 @pytest.fixture
 def proj(made, settings):
     target, _ = made
-    return project.Project(target, settings, FakeEngine())
+    return context.Project(target, settings, FakeEngine())
 
 
 def test_digest_is_stable_and_needs_no_base_image(proj):

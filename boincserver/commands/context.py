@@ -19,9 +19,9 @@ PASSPHRASE_ENV = "BOINCSERVER_BACKUP_PASSPHRASE"
 def open_project():
     """The project in the folder given with -C, driving the real Docker engine."""
     # Imported here so that parsing and --help never load Docker's client.
-    from boincserver import project
+    from boincserver import context
     from boincserver.engine import Engine
-    return project.open_project(state["project_dir"], lambda d, name: Engine(d, name))
+    return context.open_project(state["project_dir"], lambda d, name: Engine(d, name))
 
 
 def passphrase(confirm: bool) -> str:

@@ -1,0 +1,145 @@
+"""What every use case shares: the loaded project, the reporter, and the steps they all take.
+
+The use cases (project, apps, jobs, secrets, backup, upgrade) import this module; it imports
+none of them, so none has to import another lazily to dodge a cycle. The engine comes with
+the Project: tests give a recording one (tests/fakes.py), the CLI the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from boincserver import __version__, pins
+from boincserver.engine import Engine
+from boincserver.errors import DockerError, ProjectError
+from boincserver.settings import Settings, load
+
+# The record the makeproject job writes on the project volume when it creates the project.
+CREATED_RECORD = ".boincserver/created.json"
+READ_ONE_FILE = 'test -f "$0" && exec cat "$0"; exit 3'  # exit 3: no such file
+
+
+class Reporter(Protocol):
+    """Where a use case tells its progress: steps, and the lines of long work."""
+
+    def step(self, message: str) -> None: ...
+    def line(self, text: str) -> None: ...
+
+
+class Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class Project:
+    """A loaded project folder with the engine bound to its Compose project."""
+
+    dir: Path
+    settings: Settings
+    engine: Engine
+
+    def volume(self, name: str) -> str:
+        return f"{self.settings.compose_name}_{name}"
+
+    def image(self, service: str) -> str:
+        return f"{self.settings.compose_name}/{service}:{__version__}"
+
+
+def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine]) -> Project:
+    settings = load(project_dir)
+    return Project(project_dir.absolute(), settings, engine_factory(project_dir.absolute(), settings.compose_name))
+
+
+def check_docker(engine: Engine) -> None:
+    engine.check_engine()
+    engine.check_compose()
+
+
+def service_running(project: Project, service: str) -> bool:
+    return any(r["service"] == service and r["state"] == "running" for r in project.engine.compose_ps())
+
+
+# -- files of images and volumes -------------------------------------------------------------
+def read_file(project: Project, image: str, path: str, volume: str | None = None) -> bytes | None:
+    """A file of an image, or of a volume (path relative to it) read with that image; None if absent."""
+    where = f"/v/{path}" if volume else path
+    ran = project.engine.run(["-c", READ_ONE_FILE, where], image=image, entrypoint="sh", network="none",
+                             volumes=[(volume, "/v", "ro")] if volume else [], check=False)
+    if ran.code == 3:
+        return None
+    if ran.code != 0:
+        raise DockerError(ran.command, ran.code, ran.err)
+    return ran.out
+
+
+def volume_reader(project: Project) -> str | None:
+    """An image present here that has `sh` and `cat`, to read a file of a volume."""
+    for image in (pins.BASE_OS_IMAGE, project.image("makeproject"), pins.base_image("mysql")):
+        if project.engine.image_labels(image) is not None:
+            return image
+    return None
+
+
+def read_volume_file(project: Project, volume: str, path: str) -> bytes | None:
+    """A file of one of the project's volumes; None if it, the volume or an image to read with is absent."""
+    if not project.engine.volume_exists(project.volume(volume)):
+        return None
+    reader = volume_reader(project)
+    if reader is None:  # no image here yet to read with: up builds or pulls, the job checks
+        return None
+    return read_file(project, reader, path, volume=project.volume(volume))
+
+
+def created_record(project: Project) -> dict | None:
+    """What the project was created with, read from its volume; None before creation."""
+    data = read_volume_file(project, "project", CREATED_RECORD)
+    return json.loads(data) if data else None
+
+
+# -- waiting until the project serves -------------------------------------------------------
+def http_get(url: str, host_header: str | None, timeout: float = 5.0) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(200_000).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
+    """Until the home page and the scheduler answer through the published port."""
+    host = settings.url_base.split("://", 1)[1]
+    base = f"http://127.0.0.1:{settings.http_port}"
+    deadline = time.monotonic() + timeout
+    home = sched = (0, "")
+    while time.monotonic() < deadline:
+        home = http_get(f"{base}/{settings.project}/", host)
+        sched = http_get(f"{base}/{settings.project}_cgi/cgi", host)
+        # Right after a restart the scheduler says <project_is_down/> until bin/start has
+        # removed the stop file bin/stop left; the project serves only after that.
+        if home[0] == 200 and sched[0] == 200 and "<project_is_down/>" not in sched[1]:
+            return
+        time.sleep(1)
+    raise ProjectError(
+        f"the server did not answer in {timeout:.0f}s (home page HTTP {home[0]}, scheduler HTTP {sched[0]})",
+        advice="see `boincserver logs apache` and `boincserver status`")
+
+
+def restart_apache(project: Project, reporter: Reporter, why: str) -> None:
+    """Restart a running apache (the daemons and Apache's mounts then see new files) and wait."""
+    if service_running(project, "apache"):
+        reporter.step(f"restarting apache {why}")
+        project.engine.compose_restart(["apache"], reporter.line)
+        wait_until_serving(project.settings)

@@ -125,8 +125,50 @@ def test_daemons_per_app_with_their_own_log_and_pid_files():
 
 
 def test_config_without_daemons_section():
+    """bin/start reads daemons inside <daemons> only: the section is made, not bare <daemon>s."""
     new = ba.config_xml_with_daemons("<boinc>\n</boinc>\n", ba.app_daemons("up"))
     assert len(ET.fromstring(new).find("daemons")) == 2
+    assert ET.fromstring(new).find("daemon") is None
+    with pytest.raises(ba.AppError, match="no </boinc>"):
+        ba.config_xml_with_daemons("<config/>", ba.app_daemons("up"))
+
+
+def test_daemons_travel_as_json_and_are_missing_once():
+    daemons = ba.app_daemons("up", validator="sample_bitwise_validator -x 'a&b'")
+    back = [ba.daemon_from_json({"cmd": d.cmd, "xml": d.xml()}) for d in daemons]
+    assert back == daemons
+    assert ba.missing_daemons(CONFIG, daemons) == daemons
+    added = ba.config_xml_with_daemons(CONFIG, daemons)
+    assert ba.missing_daemons(added, daemons) == []
+    # An escaped <cmd> in config.xml counts as the same command.
+    assert "a&amp;b" in added
+
+
+def test_each_app_has_its_own_daemon_commands():
+    commands = ["feeder -d 3", "sample_assimilator --app up", "sample_assimilator --app upper",
+                "v --app up -d 2", "v --app=up"]
+    assert ba.app_daemon_commands(commands, "up") == ["sample_assimilator --app up", "v --app up -d 2"]
+    assert ba.app_daemon_commands(commands, "upper") == ["sample_assimilator --app upper"]
+
+
+@pytest.mark.parametrize("output, refused", [
+    ("Found app version ...\nCommitting\n", False),
+    ("Error: no files found\n", True),
+    ("up_main is not present in download/\n", True),
+    ("skipping version: signature is missing\n", True),
+])
+def test_update_versions_output(output, refused):
+    assert ba.update_versions_refused(output) is refused
+
+
+def test_apps_from_rows_keep_apps_without_versions():
+    rows = [("up", "Upper", 100, "x86_64-pc-linux-gnu", "", 1), ("up", "Upper", 101, "x86_64-pc-linux-gnu", "mt", 0),
+            ("wc", "Words", None, None, None, None)]
+    assert ba.apps_from_rows(rows) == [
+        {"name": "up", "friendly_name": "Upper", "versions": [
+            {"version": 100, "platform": "x86_64-pc-linux-gnu", "plan_class": "", "deprecated": True},
+            {"version": 101, "platform": "x86_64-pc-linux-gnu", "plan_class": "mt", "deprecated": False}]},
+        {"name": "wc", "friendly_name": "Words", "versions": []}]
 
 
 def test_api_version_is_found_like_update_versions_does():

@@ -93,6 +93,37 @@ def test_states():
     assert bj.output_name(3, "j1", "out") == "3/j1__file_out"
 
 
+def test_create_work_command_and_the_names_of_its_lines():
+    option_args = bj.create_work_option_args({"max_error_results": 3})
+    assert option_args == ["--max_error_results", "3", "--max_total_results", "4"]
+    assert bj.create_work_command("up", option_args, 7) == ["bin/create_work", "--appname", "up", "--batch", "7",
+                                                            *option_args, "--stdin"]
+    assert bj.create_work_command("up", [], 0) == ["bin/create_work", "--appname", "up", "--stdin"]
+    line = bj.stdin_line("j1", ["jf_1"], "-n 3", 2)
+    assert bj.stdin_line_wu_name(line + "\n") == "j1"
+    with pytest.raises(bj.JobsError, match="not a create_work line"):
+        bj.stdin_line_wu_name("jf_1 --wu_name j1")
+
+
+def test_job_and_batch_reports():
+    done = bj.job_report("j1", 3, 0, 9, bj.ASSIMILATE_DONE, None, None, 1, None)
+    assert done == {"name": "j1", "batch": 3, "state": "done", "outputs": [],
+                    "results": {"unsent": 0, "in_progress": 0, "success": 1, "error": 0}}
+    failed = bj.job_report("j2", 3, 2 | 16, 0, 0, 0, 0, 0, 3)
+    assert failed["state"] == "failed" and failed["errors"] == ["too many errors", "cancelled"]
+    assert bj.jobs_summary([done, failed, failed]) == {"done": 1, "pending": 0, "failed": 2}
+    assert bj.batch_report(3, "b", "up", 100, 5, bj.BATCH_ABORTED, 1, None) == {
+        "id": 3, "name": "b", "app": "up", "created": 100, "jobs": 5, "done": 1, "failed": 0, "pending": 4,
+        "state": "aborted"}
+    assert bj.batch_state(9) == "9"
+
+
+def test_outputs_of_a_job_among_its_batch_folder():
+    entries = ["j1__file_out", "j10__file_out", "j1__file_log.txt", "j1_error", "j2__file_out"]
+    assert bj.outputs_of("j1", entries) == [("j1__file_log.txt", "log.txt"), ("j1__file_out", "out")]
+    assert bj.output_name(3, "j1", "out") == "3/" + bj.outputs_of("j1", entries)[1][0]
+
+
 def write_jobs(folder: Path, n: int, *, named: bool = True) -> Path:
     lines = []
     for i in range(n):

@@ -344,6 +344,33 @@ def test_fixture_fingerprint_matches_sha256_of_the_key_file(fixture_public):
     assert keys.fingerprint(fixture_public) == hashlib.sha256(data).hexdigest()[:16]
 
 
+# -- signing MD5s and a key change ----------------------------------------------------------------
+def test_sign_md5s_signs_each_like_crypt_prog(fixture_private):
+    md5 = hashlib.md5((FIXTURES / "message.txt").read_bytes()).hexdigest()
+    other = hashlib.md5(b"x").hexdigest()
+    sigs = keys.sign_md5s([md5, other], fixture_private)
+    assert sigs[md5] == (FIXTURES / "message.txt.sig").read_text()
+    assert sigs[other] == keys.sign_md5_hex(other, fixture_private) != sigs[md5]
+
+
+def test_key_change_slot_is_the_first_free_or_the_same_old_key():
+    assert keys.key_change_slot({}, "A") == 0
+    assert keys.key_change_slot({"old_key_0": "A"}, "A") == 0
+    assert keys.key_change_slot({"old_key_0": "A"}, "B") == 1
+    assert keys.key_change_slot({"old_key_0": "A", "old_key_1": "B"}, "C") == 2
+
+
+def test_key_change_files_let_old_clients_accept_the_new_key(pair, other_pair):
+    old_text = keys.public_key_to_text(pair.public)
+    files = keys.key_change_files(1, old_text, pair.private, other_pair.public)
+    assert set(files) == {"old_key_1", "signature_1", "signature_stripped_1"}
+    assert files["old_key_1"] == old_text
+    new_text = keys.public_key_to_text(other_pair.public)
+    assert keys.verify_text_signature(new_text, files["signature_1"], pair.public)
+    assert keys.verify_text_signature(new_text.strip(), files["signature_stripped_1"], pair.public)
+    assert not keys.verify_text_signature(new_text, files["signature_stripped_1"], pair.public)
+
+
 # -- standard library only ----------------------------------------------------------------
 def test_module_imports_only_the_standard_library_at_top_level():
     tree = ast.parse(Path(keys.__file__).read_text())

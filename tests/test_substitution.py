@@ -143,6 +143,11 @@ def test_is_not_substituted(relpath):
     assert sub.is_substituted(relpath) is False
 
 
+def test_substituted_files_are_the_fixed_ones_then_the_matching_top_level_ones():
+    names = ["config.xml", "demo.httpd.conf", "html", "bin", "other.conf"]
+    assert sub.substituted_files(names) == list(sub.SUBSTITUTED_FILES) + ["demo.httpd.conf"]
+
+
 def test_substituted_name():
     assert sub.substituted_name("${project}.httpd.conf", VALUES) == "demo.httpd.conf"
     assert sub.substituted_name("${PROJECT}.httpd.conf", VALUES) == "demo.httpd.conf"

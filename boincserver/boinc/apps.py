@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from boincserver.boinc import configxml
+
 APP_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 PLATFORM = re.compile(r"[A-Za-z0-9_.-]+(__[A-Za-z0-9_.-]+)?")
 OPEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -169,7 +171,29 @@ def output_template(outputs: list[str], max_nbytes: int = DEFAULT_MAX_OUTPUT_BYT
 
 
 def template_input_count(template: str) -> int:
+    """How many input files a job of the app takes (one <file_info> each in templates/APP_in)."""
     return len(re.findall(r"<file_info>", template))
+
+
+# What update_versions prints when it leaves a version out: it exits 0 all the same.
+UPDATE_VERSIONS_REFUSALS = ("Error", "not present", "skipping")
+
+
+def update_versions_refused(output: str) -> bool:
+    """Whether `update_versions --noconfirm`'s output says the version was not added."""
+    return any(word in output for word in UPDATE_VERSIONS_REFUSALS)
+
+
+def apps_from_rows(rows: list[tuple]) -> list[dict]:
+    """`app list`'s apps from (app name, friendly name, version_num, platform, plan_class,
+    deprecated) rows, versions in row order; an app without versions has a row of NULLs."""
+    apps: dict[str, dict] = {}
+    for name, friendly, num, platform, plan, deprecated in rows:
+        app = apps.setdefault(name, {"name": name, "friendly_name": friendly, "versions": []})
+        if num is not None:
+            app["versions"].append({"version": num, "platform": platform, "plan_class": plan,
+                                    "deprecated": bool(deprecated)})
+    return list(apps.values())
 
 
 def project_xml_apps(text: str) -> list[str]:
@@ -211,14 +235,31 @@ def app_daemons(app: str, validator: str = VALIDATOR, assimilator: str = ASSIMIL
     return out
 
 
+def daemon_from_json(entry: dict) -> Daemon:
+    """A Daemon from what `app-install` is given: {"cmd": ..., "xml": Daemon.xml()}."""
+    return Daemon(entry["cmd"], configxml.get_element(entry["xml"], "output") or "",
+                  configxml.get_element(entry["xml"], "pid_file") or "")
+
+
 def config_daemon_commands(config_xml: str) -> list[str]:
     return [c.strip() for c in re.findall(r"<daemon>.*?<cmd>(.*?)</cmd>", config_xml, re.S)]
 
 
-def config_xml_with_daemons(config_xml: str, daemons: list[Daemon]) -> str:
-    """config.xml with the daemons it lacks (same <cmd>) added at the end of <daemons>."""
+def app_daemon_commands(commands: list[str], app: str) -> list[str]:
+    """The daemon commands that serve one app (those given `--app APP`)."""
+    return [c for c in commands if re.search(rf"--app\s+{re.escape(app)}(\s|$)", c)]
+
+
+def missing_daemons(config_xml: str, daemons: list[Daemon]) -> list[Daemon]:
+    """The daemons config.xml has no <cmd> for yet."""
     present = set(config_daemon_commands(config_xml))
-    missing = [d for d in daemons if escape(d.cmd) not in present and d.cmd not in present]
+    return [d for d in daemons if escape(d.cmd) not in present and d.cmd not in present]
+
+
+def config_xml_with_daemons(config_xml: str, daemons: list[Daemon]) -> str:
+    """config.xml with the daemons it lacks (same <cmd>) added at the end of <daemons>, or in
+    a new <daemons> before </boinc> if it has none (bin/start reads daemons only there)."""
+    missing = missing_daemons(config_xml, daemons)
     if not missing:
         return config_xml
     block = "".join(d.xml() for d in missing)

@@ -28,3 +28,23 @@ def set_element(text: str, tag: str, value: str) -> str:
     if not m:
         raise ValueError("config.xml has no <config> section")
     return f"{text[:m.start()]}    <{tag}>{value}</{tag}>\n  {text[m.start():]}"
+
+
+# The <config> elements that say how BOINC's programs reach the project's database.
+DATABASE_ELEMENTS = ("db_host", "db_user", "db_passwd", "db_name")
+
+
+def database_settings(text: str) -> dict[str, str]:
+    """db_host, db_user, db_passwd and db_name as config.xml has them ("" where absent)."""
+    return {tag: get_element(text, tag) or "" for tag in DATABASE_ELEMENTS}
+
+
+def key_dir(text: str) -> str | None:
+    """The folder of the project's keys (update_versions signs with its code_sign_private)."""
+    folder = get_element(text, "key_dir")
+    return folder.rstrip("/") if folder else None
+
+
+def with_recaptcha_keys(text: str, public: str, private: str) -> str:
+    """config.xml with the reCAPTCHA key pair BOINC's web pages use."""
+    return set_element(set_element(text, "recaptcha_public_key", public), "recaptcha_private_key", private)

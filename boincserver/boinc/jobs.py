@@ -215,23 +215,46 @@ def check_options(options: dict) -> dict:
     return out
 
 
-def create_work_args(app: str, options: dict, batch: int | None = None, use_stdin: bool = True) -> list[str]:
-    args = ["bin/create_work", "--appname", app]
-    if batch:
-        args += ["--batch", str(batch)]
+def create_work_option_args(options: dict) -> list[str]:
+    """create_work's options for all jobs of one run, checked, as its arguments."""
+    args = []
     for key, value in check_options(options).items():
         args += [f"--{key}", str(value)]
-    if use_stdin:
-        args.append("--stdin")
     return args
 
 
-# -- states of workunits (db/boinc_db_types.h) --------------------------------------------
-# images/apache/boincserver-jobs applies the same rules in the container (it cannot import
-# this package); these are what its tests pin down.
+def create_work_command(app: str, option_args: list[str], batch: int | None = None) -> list[str]:
+    """One create_work run that reads its jobs, one line each, from standard input."""
+    return ["bin/create_work", "--appname", app] + (["--batch", str(batch)] if batch else []) \
+        + list(option_args) + ["--stdin"]
+
+
+def create_work_args(app: str, options: dict, batch: int | None = None, use_stdin: bool = True) -> list[str]:
+    # Until boincserver/jobs.py sends create_work_option_args (REQUESTS.md).
+    command = create_work_command(app, create_work_option_args(options), batch)
+    return command if use_stdin else command[:-1]
+
+
+def stdin_line_wu_name(line: str) -> str:
+    """The job name of a line stdin_line made (it always comes first)."""
+    words = line.split(None, 2)
+    if len(words) < 2 or words[0] != "--wu_name":
+        raise JobsError(f"not a create_work line of this tool: {line.strip()[:80]!r}")
+    return words[1]
+
+
+# -- states of workunits, results and batches (db/boinc_db_types.h) ----------------------
 WU_ERRORS = {1: "couldn't send", 2: "too many errors", 4: "too many successes",
              8: "too many total results", 16: "cancelled", 32: "no canonical result"}
+WU_ERROR_CANCELLED = 16
 ASSIMILATE_DONE = 2
+RESULT_SERVER_STATES = {"unsent": 2, "in_progress": 4, "over": 5}
+RESULT_OUTCOME_SUCCESS = 1
+RESULT_OUTCOME_DIDNT_NEED = 5
+BATCH_STATES = {0: "init", 1: "in progress", 2: "complete", 3: "aborted", 4: "retired"}
+BATCH_IN_PROGRESS = 1
+BATCH_ABORTED = 3
+JOB_STATES = ("done", "pending", "failed")
 
 
 def error_reasons(mask: int) -> list[str]:
@@ -247,6 +270,45 @@ def wu_state(error_mask: int, canonical_resultid: int, assimilate_state: int) ->
     return "pending"
 
 
+def batch_state(state: int) -> str:
+    return BATCH_STATES.get(state, str(state))
+
+
+def job_report(name: str, batch: int, error_mask: int, canonical_resultid: int, assimilate_state: int,
+               unsent: int | None, in_progress: int | None, success: int | None, error: int | None) -> dict:
+    """One job as `results` shows it: its state, its results by state, the reasons it failed.
+    The counts are SUMs over its results (None where it has none); outputs are added later."""
+    state = wu_state(error_mask, canonical_resultid, assimilate_state)
+    job = {"name": name, "batch": batch, "state": state,
+           "results": {"unsent": int(unsent or 0), "in_progress": int(in_progress or 0),
+                       "success": int(success or 0), "error": int(error or 0)},
+           "outputs": []}
+    if error_mask:
+        job["errors"] = error_reasons(error_mask)
+    return job
+
+
+def jobs_summary(jobs: list[dict]) -> dict[str, int]:
+    return {s: sum(1 for j in jobs if j["state"] == s) for s in JOB_STATES}
+
+
+def batch_report(batch_id: int, name: str, app: str | None, created: int, njobs: int, state: int,
+                 done: int | None, failed: int | None) -> dict:
+    """One batch as `batch list` shows it; done and failed are SUMs over its workunits."""
+    done, failed = int(done or 0), int(failed or 0)
+    return {"id": batch_id, "name": name, "app": app, "created": created, "jobs": njobs,
+            "done": done, "failed": failed, "pending": njobs - done - failed, "state": batch_state(state)}
+
+
+OUTPUT_SEPARATOR = "__file_"
+
+
 def output_name(batch: int, wu_name: str, open_name: str) -> str:
     """Where sample_assimilator puts an output, relative to the project's results/."""
-    return f"{batch}/{wu_name}__file_{open_name}"
+    return f"{batch}/{wu_name}{OUTPUT_SEPARATOR}{open_name}"
+
+
+def outputs_of(wu_name: str, entries: Iterable[str]) -> list[tuple[str, str]]:
+    """(file name, open name) of a job's outputs among the names in its batch's results folder."""
+    prefix = wu_name + OUTPUT_SEPARATOR
+    return [(e, e[len(prefix):]) for e in sorted(entries) if e.startswith(prefix)]

@@ -188,7 +188,7 @@ def md5_hex_of_file(path: PathLike, chunk_size: int = 1 << 16) -> str:
 
 def sign_file(path: PathLike, private: PrivateKey) -> str:
     """The signature text `crypt_prog -sign FILE PRIVATE` (or sign_executable) writes."""
-    return _sign_md5_hex(md5_hex_of_file(path), private)
+    return sign_md5_hex(md5_hex_of_file(path), private)
 
 
 def verify_file_signature(path: PathLike, signature_text: str | bytes, public: PublicKey) -> bool:
@@ -205,7 +205,7 @@ def sign_text(text: str | bytes, private: PrivateKey) -> str:
 
     BOINC signs a C string, so text with a NUL byte is refused.
     """
-    return _sign_md5_hex(_md5_hex_of_text(text), private)
+    return sign_md5_hex(_md5_hex_of_text(text), private)
 
 
 def verify_text_signature(text: str | bytes, signature_text: str | bytes, public: PublicKey) -> bool:
@@ -352,7 +352,8 @@ def _padded_block(data: bytes) -> bytes:
     return b"\x00\x01" + b"\xff" * (SIGNATURE_BYTES - 3 - len(data)) + b"\x00" + data
 
 
-def _sign_md5_hex(md5_hex: str, private: PrivateKey) -> str:
+def sign_md5_hex(md5_hex: str, private: PrivateKey) -> str:
+    """The signature of a file known by its hex MD5 (what update_versions writes as FILE.sig)."""
     m = int.from_bytes(_padded_block(md5_hex.encode("ascii")), "big")
     # CRT: the same value as pow(m, d, n), about three times faster.
     s1 = pow(m, private.dmp1, private.p)
@@ -374,3 +375,32 @@ def _verify_md5_hex(md5_hex: str, signature_text: str | bytes, public: PublicKey
     if end < 2 + _MIN_PADDING or block[2:end] != b"\xff" * (end - 2):
         return False
     return hmac.compare_digest(block[end + 1:], md5_hex.encode("ascii"))
+
+
+# The old private name, until boincserver/apps.py calls sign_md5s (REQUESTS.md).
+_sign_md5_hex = sign_md5_hex
+
+
+def sign_md5s(md5s: list[str], private: PrivateKey) -> dict[str, str]:
+    """A signature for each hex MD5: what a version's files need, signed in one go."""
+    return {m: sign_md5_hex(m, private) for m in md5s}
+
+
+# -- a key change (sched/handle_request.cpp) ------------------------------------------------
+def key_change_slot(existing: dict[str, str], old_public_text: str) -> int:
+    """N of the old_key_N to write: the first free one, or the one holding this old key.
+
+    `existing` maps the key folder's old_key_N file names to their text.
+    """
+    n = 0
+    while f"old_key_{n}" in existing and existing[f"old_key_{n}"] != old_public_text:
+        n += 1
+    return n
+
+
+def key_change_files(slot: int, old_public_text: str, old_private: PrivateKey, new_public: PublicKey) -> dict[str, str]:
+    """The files the scheduler reads to send clients holding the old key the new one, signed
+    by the old private key: old_key_N, signature_N (older clients), signature_stripped_N."""
+    return {f"old_key_{slot}": old_public_text,
+            f"signature_{slot}": key_change_signature(new_public, old_private, stripped=False),
+            f"signature_stripped_{slot}": key_change_signature(new_public, old_private)}

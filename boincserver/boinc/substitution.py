@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 # Relative to PROJECT_ROOT; the patterns match files in the project's top folder.
 SUBSTITUTED_FILES = (
@@ -28,6 +28,13 @@ def is_substituted(relpath: str) -> bool:
     if relpath in SUBSTITUTED_FILES:
         return True
     return "/" not in relpath and any(fnmatch.fnmatch(relpath, p) for p in SUBSTITUTED_PATTERNS)
+
+
+def substituted_files(top_level_names: Iterable[str]) -> list[str]:
+    """The files that get the runtime values, relative to PROJECT_ROOT: the fixed ones, then
+    those of `top_level_names` (the project folder's own entries) a pattern matches."""
+    return list(SUBSTITUTED_FILES) + sorted(n for n in top_level_names
+                                            if n not in SUBSTITUTED_FILES and is_substituted(n))
 
 
 def fill_placeholders(text: str, values: Mapping[str, str]) -> str:

@@ -1,0 +1,42 @@
+"""BOINC's tools/make_project (server_release 1.6.2): its command line, and what boincserver
+changes in the files it writes.
+
+make_project creates PROJECT_ROOT itself and refuses an existing one; it writes the keys into
+--key_dir when that folder has none, and the database settings into config.xml.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+
+def make_project_command(src: str, project: str, url_base: str, project_root: str, project_host: str,
+                         key_dir: str, user: str, db_host: str, db_password: str) -> list[str]:
+    """make_project without questions; the project's name is also its database's and its
+    long name. url_base is without a trailing '/'."""
+    return [str(PurePosixPath(src) / "tools" / "make_project"), "--no_query", "--srcdir", src,
+            "--url_base", url_base + "/", "--project_root", project_root, "--project_host", project_host,
+            "--key_dir", key_dir.rstrip("/") + "/", "--user_name", user,
+            "--db_host", db_host, "--db_user", user, "--db_passwd", db_password, "--db_name", project,
+            project, project]
+
+
+# Relative to PROJECT_ROOT.
+PROJECT_INC = "html/project/project.inc"
+OPS_HTACCESS = "html/ops/.htaccess"
+
+
+def project_inc_defaults(text: str, project: str) -> str:
+    """The sample project.inc make_project copies, made fit to serve as it is."""
+    # The sample sends every new account's address to an outside service: off by default.
+    text = text.replace('define("USE_STOPFORUMSPAM", true);', 'define("USE_STOPFORUMSPAM", false);')
+    # The sample's names are placeholders the pages would show as they are.
+    text = text.replace('"REPLACE WITH PROJECT NAME"', f'"{project}"')
+    return text.replace('"REPLACE WITH COPYRIGHT HOLDER"', f'"{project}"')
+
+
+def ops_htaccess_with_password_file(text: str, password_file: str) -> str:
+    """html/ops/.htaccess reading the ops area's passwords from `password_file`."""
+    lines = [f"AuthUserFile {password_file}" if line.startswith("AuthUserFile") else line
+             for line in text.splitlines()]
+    return "\n".join(lines) + "\n"

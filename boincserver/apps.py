@@ -22,10 +22,11 @@ from pathlib import Path
 from boincserver import paths, pins
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import keys
-from boincserver.errors import InvalidInput, ProjectError, ServiceNotRunning
 from boincserver.context import Project, read_file
+from boincserver.errors import InvalidInput, ProjectError
+from boincserver.inproject import helper_answer, in_apache, jobs_helper
+from boincserver.tar_entries import add_bytes
 
-HELPER = "boincserver-jobs"
 # BOINC's wrapper, built in the makeproject base image (samples/wrapper).
 WRAPPER_IN_IMAGE = {"x86_64-pc-linux-gnu": "/usr/src/boinc/samples/wrapper/wrapper__x86_64-pc-linux-gnu"}
 # The wrapper built there links Debian's libzip (BOINC's zip support); volunteers' machines
@@ -80,42 +81,6 @@ def load_example(example: str, name: str | None = None) -> boinc_apps.AppSpec:
         wrapper_stdin=data.get("wrapper_stdin"), wrapper_stdout=data.get("wrapper_stdout"))
 
 
-def run_in_apache(project: Project, command: list[str], feed=None, consume=None) -> tuple[int, object, str]:
-    """A command in the running apache service as the BOINC user, in PROJECT_ROOT.
-
-    No `compose ps` first (half a second): a stopped project shows in exec's own error."""
-    try:
-        ran = project.engine.exec("apache", command, user=project.settings.boinc_user,
-                                  workdir=project.settings.project_root, stdin=feed, consume=consume, check=False)
-    except ServiceNotRunning:
-        raise ProjectError(f"project {project.settings.project!r} is not running",
-                           advice="start it with `boincserver up`") from None
-    return ran.code, ran.out, ran.err
-
-
-def helper(project: Project, args: list[str], feed=None, consume=None):
-    """Run boincserver-jobs in apache as the BOINC user; its JSON (or what consume returned)."""
-    rc, out, err = run_in_apache(project, [HELPER] + args, feed=feed, consume=consume)
-    return _helper_result(rc, out, err, consume is not None)
-
-
-def _helper_result(rc: int, out, err: str, consumed: bool):
-    message = " ".join(l.split("boincserver-jobs: ", 1)[-1] for l in err.strip().splitlines()
-                       if "boincserver-jobs:" in l)
-    if rc == 3:
-        raise InvalidInput(message or err.strip())
-    if rc == 127 or "boincserver-jobs: not found" in err or "executable file not found" in err:
-        raise ProjectError("the apache image has no boincserver-jobs: it predates apps and jobs",
-                           advice="`boincserver up` rebuilds it")
-    if rc != 0:
-        tail = err.strip()[-1500:]
-        raise ProjectError(f"the apache service could not do it (exit {rc}): {tail}",
-                           advice="see `boincserver logs apache`")
-    if consumed:
-        return out
-    return json.loads(out.decode() or "null")
-
-
 @dataclass
 class AddResult:
     app: str
@@ -162,7 +127,7 @@ def sign(project: Project, md5s: list[str], sign_key: Path | None) -> tuple[dict
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"cannot use {sign_key} as the code-signing key: {exc}",
                                advice="give the project's code_sign_private (BOINC key format)") from None
-        return {m: keys._sign_md5_hex(m, private) for m in md5s}, f"key file {sign_key}"
+        return keys.sign_md5s(md5s, private), f"key file {sign_key}"
     out = project.engine.run(["-c", SIGN_SCRIPT] + md5s, service="makeproject", entrypoint="python3").out
     sigs = json.loads(out.decode().strip().splitlines()[-1])
     if sigs is None:
@@ -183,17 +148,9 @@ def _add_version_files(tar: tarfile.TarFile, vdir: str, files: dict[str, tuple[b
                        signatures: dict[str, str]) -> None:
     """A version folder's files (executable or not), each signed one with NAME.sig beside it."""
     for name, (data, exe) in files.items():
-        _add_file(tar, f"{vdir}/{name}", data, 0o755 if exe else 0o644)
+        add_bytes(tar, f"{vdir}/{name}", data, 0o755 if exe else 0o644)
         if name in signatures:
-            _add_file(tar, f"{vdir}/{name}.sig", signatures[name].encode())
-
-
-def _add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = mode
-    info.mtime = int(time.time())
-    tar.addfile(info, io.BytesIO(data))
+            add_bytes(tar, f"{vdir}/{name}.sig", signatures[name].encode())
 
 
 def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None) -> AddResult:
@@ -214,7 +171,7 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
         if _is_local(source) and not Path(source).is_file():
             raise InvalidInput(f"file {source} does not exist; nothing was installed",
                                advice="give the path of the app's executable with --exe")
-    state = helper(project, ["app-state", spec.name])
+    state = jobs_helper(project, ["app-state", spec.name])
     num = boinc_apps.next_version(state["version_dirs"])
     layout, entries = boinc_apps.version_layout(spec, num)
     contents = {phys: (_source_bytes(project, src, spec), exe) for phys, src, exe in layout}
@@ -225,15 +182,15 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add_version_files(tar, vdir, contents, signatures)
-        _add_file(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
-        _add_file(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
-        _add_file(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
+        add_bytes(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
+        add_bytes(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
+        add_bytes(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
         try:
             project_xml = boinc_apps.project_xml_with_app(state["project_xml"], spec.name,
                                                           spec.friendly_name or spec.name)
         except boinc_apps.AppError as exc:
             raise ProjectError(str(exc)) from None
-        _add_file(tar, "project.xml", project_xml.encode())
+        add_bytes(tar, "project.xml", project_xml.encode())
     daemons = [{"cmd": d.cmd, "xml": d.xml()}
                for d in boinc_apps.app_daemons(spec.name, spec.validator, spec.assimilator)]
     result = _install(project, spec.name, vdir, buf.getvalue(), daemons)
@@ -244,16 +201,14 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
 def _install(project: Project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:
     """Unpack a version's tar in PROJECT_ROOT (project.xml kept for a rollback), then xadd,
     update_versions --noconfirm and the app's daemons, by the apache service's helper."""
-    rc, out, err = run_in_apache(
+    return helper_answer(in_apache(
         project, ["sh", "-c", 'cp -p project.xml project.xml.boincserver-old && tar -x -f - --no-same-owner '
-                               '&& exec boincserver-jobs app-install "$0" "$1" "$2"',
-                   app, json.dumps(daemons), vdir],
-        feed=lambda stdin: stdin.write(tar_bytes))
-    return _helper_result(rc, out, err, False)
+                              '&& exec boincserver-jobs app-install "$0" "$1" "$2"',
+                  app, json.dumps(daemons), vdir], stdin=tar_bytes))
 
 
 def list_apps(project: Project) -> list[dict]:
-    return helper(project, ["apps"])
+    return jobs_helper(project, ["apps"])
 
 
 def rerelease_all(project: Project, sign_key: Path | None = None) -> list[dict]:
@@ -274,7 +229,7 @@ def rerelease_all(project: Project, sign_key: Path | None = None) -> list[dict]:
             folder = platform + (f"__{plan_class}" if plan_class else "")
             old_dir = f"apps/{app['name']}/{boinc_apps.version_dir(num)}/{folder}"
             tar_bytes = _fetch_dir(project, old_dir)
-            state = helper(project, ["app-state", app["name"]])
+            state = jobs_helper(project, ["app-state", app["name"]])
             new_num = boinc_apps.next_version(state["version_dirs"])
             files = {}
             with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
@@ -297,7 +252,7 @@ def rerelease_all(project: Project, sign_key: Path | None = None) -> list[dict]:
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
                 _add_version_files(tar, new_dir, files, signatures)
-                _add_file(tar, "project.xml", state["project_xml"].encode())
+                add_bytes(tar, "project.xml", state["project_xml"].encode())
             _install(project, app["name"], new_dir, buf.getvalue(), [])
             released.append({"app": app["name"], "platform": folder, "from": boinc_apps.version_dir(num),
                              "to": boinc_apps.version_dir(new_num)})
@@ -306,8 +261,7 @@ def rerelease_all(project: Project, sign_key: Path | None = None) -> list[dict]:
 
 def _fetch_dir(project: Project, folder: str) -> bytes:
     """A folder of the project volume as a tar (from the apache service)."""
-    rc, out, err = run_in_apache(project, ["tar", "-c", "-f", "-", "-C", folder, "."],
-                                 consume=lambda f: f.read())
-    if rc != 0:
-        raise ProjectError(f"cannot read {folder} on the server: {err.strip()[-300:]}")
-    return out
+    ran = in_apache(project, ["tar", "-c", "-f", "-", "-C", folder, "."])
+    if ran.code != 0:
+        raise ProjectError(f"cannot read {folder} on the server: {ran.err.strip()[-300:]}")
+    return ran.out

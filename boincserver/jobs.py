@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from boincserver.apps import _add_file, _helper_result, helper, run_in_apache
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.context import Project
 from boincserver.errors import InvalidInput
+from boincserver.inproject import helper_answer, in_apache, jobs_helper
+from boincserver.tar_entries import add_bytes, add_stream
 
 SHOWN_ERRORS = 20
 SENT_MEMORY = 1 << 16  # contents remembered to send each only once
@@ -154,7 +155,7 @@ class _Stager:
                 # --skip-old-files leaves the copy already there alone.
                 self.sent.clear()
             self.sent.add(key)
-            _add_file(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
+            add_bytes(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
             # A writing TarFile keeps every member's TarInfo; nothing here reads them back.
             self.tar.members.clear()
             self.files += 1
@@ -176,10 +177,7 @@ def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, f
             stdin_lines.seek(0, os.SEEK_END)
             size = stdin_lines.tell()
             stdin_lines.seek(0)
-            info = tarfile.TarInfo(f"{folder}/jobs.txt")
-            info.size = size
-            info.mtime = int(time.time())
-            tar.addfile(info, stdin_lines)
+            add_stream(tar, f"{folder}/jobs.txt", stdin_lines, size)
             feed.files, feed.bytes = stager.files, stager.bytes  # type: ignore[attr-defined]
     feed.files, feed.bytes = 0, 0  # type: ignore[attr-defined]
     return feed
@@ -198,10 +196,9 @@ def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, pref
         feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines)
         script = ('boincserver-jobs check-app "$1" "$2" >/dev/null && '
                   'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
-        rc, out, err = run_in_apache(
+        result = helper_answer(in_apache(
             project, ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
-                      folder, app, batch_name or "-"] + cw_args, feed=feed)
-    result = _helper_result(rc, out, err, False)
+                      folder, app, batch_name or "-"] + cw_args, stdin=feed))
     return SubmitResult(app, result["batch"], result["created"], feed.files, feed.bytes,  # type: ignore[attr-defined]
                         time.monotonic() - started, result.get("first"))
 
@@ -288,7 +285,7 @@ def results(project: Project, wu_names: list[str] | None = None, batch: int | No
         raise InvalidInput("say which jobs: --wu NAME (one or more) or --batch ID")
     args = ["status"] + (["--batch", str(batch)] if batch is not None else ["--wu", *wu_names])
     if out is None:
-        return helper(project, args)
+        return jobs_helper(project, args)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -312,7 +309,7 @@ def results(project: Project, wu_names: list[str] | None = None, batch: int | No
                 copied.append(str(target))
         return report, copied
 
-    result = helper(project, args + ["--tar"], consume=consume)
+    result = jobs_helper(project, args + ["--tar"], consume=consume)
     report, copied = result
     report = report or {}
     report["copied"] = copied
@@ -321,8 +318,8 @@ def results(project: Project, wu_names: list[str] | None = None, batch: int | No
 
 
 def batches(project: Project) -> list[dict]:
-    return helper(project, ["batches"])
+    return jobs_helper(project, ["batches"])
 
 
 def abort(project: Project, batch: int) -> dict:
-    return helper(project, ["abort", str(batch)])
+    return jobs_helper(project, ["abort", str(batch)])

@@ -1,13 +1,12 @@
 """`boincserver secrets`: the project's secrets, driven by the catalogue in secrets/.
 
-The values live in the secrets volume and are handled by the makeproject image's vault
-(images/makeproject/vault.py), run as a one-shot container; they reach this process only
-through its stdin and stdout (for --reveal, backup, and key export), never a command line.
+The values live in the secrets volume and are handled by the vault in the makeproject image,
+run as a one-shot container (inproject.vault); they reach this process only through its
+stdin and stdout (for --reveal, backup, and key export), never a command line.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets as rand
 from pathlib import Path
@@ -18,9 +17,8 @@ from boincserver.boinc import keys
 from boincserver.catalogue import load as load_catalogue
 from boincserver.context import Project, Reporter, read_volume_file, restart_apache
 from boincserver.errors import InvalidInput, ProjectError
+from boincserver.inproject import vault, vault_json
 
-VAULT = ["boincserver-project-setup", "secrets"]
-FAULT_ENV = "BOINCSERVER_FAULT_AFTER"
 BACKUP_MAGIC = b"BOINCSERVER-SECRETS-BACKUP-1\n"
 # Secrets whose new value the running daemons or Apache's mounts only see after a restart.
 RESTART_AFTER = {"db", "upload", "code_sign", "ops", "recaptcha", "mail"}
@@ -28,15 +26,6 @@ RESTART_AFTER = {"db", "upload", "code_sign", "ops", "recaptcha", "mail"}
 
 def catalogue():
     return load_catalogue(paths.data_dir("secrets") / "catalogue.toml")
-
-
-def _vault(project: Project, args: list[str], stdin: bytes | None = None) -> bytes:
-    env = {FAULT_ENV: os.environ[FAULT_ENV]} if os.environ.get(FAULT_ENV) else None
-    return project.engine.run(VAULT + args, service="makeproject", dependencies=True, env=env, stdin=stdin).out
-
-
-def _json(project: Project, args: list[str], stdin: bytes | None = None) -> dict:
-    return json.loads(_vault(project, args, stdin).decode())
 
 
 def _restart_apache(project: Project, reporter: Reporter) -> None:
@@ -52,13 +41,13 @@ def recover(project: Project, reporter: Reporter) -> list[str]:
     if not pending_rotation(project):
         return []
     reporter.step("an interrupted secrets rotation was found: completing it")
-    done = _json(project, ["recover"])["recovered"]
+    done = vault_json(project, ["recover"])["recovered"]
     _restart_apache(project, reporter)
     return done
 
 
 def show(project: Project, reveal: bool = False) -> list[dict]:
-    return _json(project, ["show"] + (["--reveal"] if reveal else []))["secrets"]
+    return vault_json(project, ["show"] + (["--reveal"] if reveal else []))["secrets"]
 
 
 def rotate(project: Project, reporter: Reporter, names: list[str], value: str | None = None) -> list[str]:
@@ -73,7 +62,7 @@ def rotate(project: Project, reporter: Reporter, names: list[str], value: str | 
         raise InvalidInput(f"{', '.join(tokens)} comes from an outside service: pass the new value on "
                            "standard input (`... | boincserver secrets rotate NAME --stdin`)")
     recover(project, reporter)
-    done = _json(project, ["rotate", *names], (value or "").encode() if tokens else None)["rotated"]
+    done = vault_json(project, ["rotate", *names], (value or "").encode() if tokens else None)["rotated"]
     if set(done) & RESTART_AFTER:
         _restart_apache(project, reporter)
     return done
@@ -83,7 +72,7 @@ def rotate_code_sign(project: Project, reporter: Reporter) -> tuple[str, list[di
     """New code-signing key pair; attached clients receive it signed with the old key, and
     every app's newest version is released again signed with the new key."""
     recover(project, reporter)
-    _json(project, ["rotate", "code_sign"])
+    vault_json(project, ["rotate", "code_sign"])
     _restart_apache(project, reporter)
     reporter.step("releasing every app's newest version again, signed with the new key")
     released = apps.rerelease_all(project)
@@ -97,7 +86,7 @@ def export_private_key(project: Project, reporter: Reporter, keys_dir: Path) -> 
     target = keys_dir / "code_sign_private"
     if target.exists():
         raise InvalidInput(f"{target} exists already; nothing was changed. Choose an empty folder")
-    text = _vault(project, ["export-private", "code_sign"]).decode()
+    text = vault(project, ["export-private", "code_sign"]).decode()
     if not text.strip():
         raise ProjectError("the server holds no code-signing private key (already exported?)")
     private = keys.parse_private_key(text)
@@ -108,7 +97,7 @@ def export_private_key(project: Project, reporter: Reporter, keys_dir: Path) -> 
     # Only now that the copy is safe on this machine is the server's removed.
     if keys.parse_private_key(target.read_text()) != private:
         raise ProjectError(f"{target} does not read back as written; the server keeps its key")
-    _json(project, ["forget-private", "code_sign", keys.fingerprint(public)])
+    vault_json(project, ["forget-private", "code_sign", keys.fingerprint(public)])
     _restart_apache(project, reporter)
     return keys.fingerprint(public)
 
@@ -127,7 +116,7 @@ def make_offline_keys(keys_dir: Path) -> keys.KeyPair:
 
 
 def send_public_key(project: Project, public_text: str) -> str:
-    return _json(project, ["set-public", "code_sign"], public_text.encode())["fingerprint"]
+    return vault_json(project, ["set-public", "code_sign"], public_text.encode())["fingerprint"]
 
 
 def sign_files(files: list[Path], keys_dir: Path) -> list[Path]:
@@ -177,7 +166,7 @@ def backup(project: Project, file: Path, passphrase: str) -> int:
         raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
     if len(passphrase) < 8:
         raise InvalidInput("the passphrase is too short: use 8 characters or more")
-    blob = encrypt_backup(_vault(project, ["backup"]), passphrase)
+    blob = encrypt_backup(vault(project, ["backup"]), passphrase)
     tmp = file.with_name(file.name + ".part")
     _write_private(tmp, "")
     tmp.write_bytes(blob)
@@ -190,7 +179,7 @@ def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -
         raise InvalidInput(f"{file} does not exist")
     plain = decrypt_backup(file.read_bytes(), passphrase)
     recover(project, reporter)
-    done = _json(project, ["restore"], plain)["restored"]
+    done = vault_json(project, ["restore"], plain)["restored"]
     _restart_apache(project, reporter)
     return done
 

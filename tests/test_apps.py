@@ -205,13 +205,16 @@ def test_a_missing_executable_is_refused_before_docker(tmp_path):
 
 
 def test_helper_results_become_one_line_errors():
+    from boincserver.engine import Ran
+    from boincserver.inproject import helper_answer
+    cmd = ["docker", "compose", "exec", "-T", "apache", "boincserver-jobs", "apps"]
     with pytest.raises(InvalidInput, match="unknown app 'x'"):
-        apps._helper_result(3, b"", "boincserver-jobs: unknown app 'x' (apps: up); nothing was created\n", False)
+        helper_answer(Ran(cmd, 3, b"", "boincserver-jobs: unknown app 'x' (apps: up); nothing was created\n"))
     with pytest.raises(ProjectError, match="predates"):
-        apps._helper_result(127, b"", "sh: 1: exec: boincserver-jobs: not found", False)
+        helper_answer(Ran(cmd, 127, b"", "sh: 1: exec: boincserver-jobs: not found"))
     with pytest.raises(ProjectError, match="exit 1"):
-        apps._helper_result(1, b"", "boom", False)
-    assert apps._helper_result(0, b'{"a": 1}', "", False) == {"a": 1}
+        helper_answer(Ran(cmd, 1, b"", "boom"))
+    assert helper_answer(Ran(cmd, 0, b'{"a": 1}', "")) == {"a": 1}
 
 
 def test_offline_key_signs_like_crypt_prog(tmp_path):

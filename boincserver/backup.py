@@ -1,10 +1,8 @@
 """`boincserver backup` and `restore`: the database, the project and results volumes, the secrets.
 
-One file, encrypted and authenticated with a passphrase (the key comes from scrypt, as for
-`secrets backup`), written and read as a stream: the dump and the volumes' tar streams go
-through this process in 1 MiB pieces, never whole in memory. Each piece is sealed with
-AES-256-GCM under a counter nonce, and the last one is marked as last, so a reordered,
-changed or cut file is refused.
+One file, encrypted and authenticated with a passphrase, written and read as a sealed stream
+(sealed.py): the dump and the volumes' tar streams go through this process in 1 MiB pieces,
+never whole in memory, and a reordered, changed or cut file is refused.
 
 Inside, named sections follow each other: manifest (JSON), secrets (tar of the secrets
 volume), database (mariadb-dump of the project's database, by MariaDB's root through its
@@ -20,18 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets as rand
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
 
 from boincserver import __version__, pins, secrets
 from boincserver.context import Project, Reporter, check_docker, created_record, service_running
 from boincserver.errors import InvalidInput, ProjectError
+from boincserver.sealed import (OpenedReader, SealedWriter, SectionFeed, end_sections, next_section, read_stream,
+                                section_chunks, write_section)
 
-MAGIC = b"BOINCSERVER-PROJECT-BACKUP-1\n"
-PIECE = 1 << 20
 FORMAT = 1
 PROJECT_MOUNT = "/run/boincserver/project"  # where the makeproject service has the project volume
 SECRETS_MOUNT = "/run/boincserver/secrets"  # and the secrets volume
@@ -49,129 +45,6 @@ cur.execute("GRANT ALL PRIVILEGES ON `%s`.* TO %%s@'%%%%'" % db, (user,))
 cur.execute("FLUSH PRIVILEGES")
 conn.commit()
 """
-
-
-# -- the sealed stream ---------------------------------------------------------------------
-class SealedWriter:
-    """Plain bytes in, sealed pieces out."""
-
-    def __init__(self, out: IO[bytes], passphrase: str):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        from boincserver.secrets import _key
-        salt, self._prefix = rand.token_bytes(16), rand.token_bytes(8)
-        self._aead = AESGCM(_key(passphrase, salt))
-        self._out = out
-        self._buf = bytearray()
-        self._n = 0
-        out.write(MAGIC + salt + self._prefix)
-
-    def _seal(self, plain: bytes, last: bool) -> None:
-        nonce = self._prefix + self._n.to_bytes(4, "big")
-        sealed = self._aead.encrypt(nonce, plain, MAGIC + (b"\1" if last else b"\0"))
-        self._out.write(len(sealed).to_bytes(4, "big") + sealed)
-        self._n += 1
-
-    def write(self, data: bytes) -> None:
-        self._buf += data
-        while len(self._buf) >= PIECE:
-            self._seal(bytes(self._buf[:PIECE]), False)
-            del self._buf[:PIECE]
-
-    def close(self) -> None:
-        self._seal(bytes(self._buf), True)
-        self._buf.clear()
-
-
-class OpenedReader:
-    """Sealed pieces in, plain bytes out; refuses a wrong passphrase, a change or a cut."""
-
-    def __init__(self, src: IO[bytes], passphrase: str):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        from boincserver.secrets import _key
-        head = src.read(len(MAGIC) + 24)
-        if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 24:
-            raise InvalidInput("not a boincserver project backup; nothing was changed")
-        salt, self._prefix = head[len(MAGIC):len(MAGIC) + 16], head[len(MAGIC) + 16:]
-        self._aead = AESGCM(_key(passphrase, salt))
-        self._src = src
-        self._buf = bytearray()
-        self._n = 0
-        self._last = False
-
-    def _open_next(self) -> None:
-        from cryptography.exceptions import InvalidTag
-        size = self._src.read(4)
-        if len(size) < 4:
-            raise InvalidInput("the backup file is cut short")
-        want = int.from_bytes(size, "big")
-        sealed = self._src.read(want)
-        if len(sealed) < want:
-            raise InvalidInput("the backup file is cut short")
-        nonce = self._prefix + self._n.to_bytes(4, "big")
-        for last in (False, True):
-            try:
-                self._buf += self._aead.decrypt(nonce, sealed, MAGIC + (b"\1" if last else b"\0"))
-                self._last = last
-                self._n += 1
-                return
-            except InvalidTag:
-                continue
-        raise InvalidInput("wrong passphrase, or the backup file was changed")
-
-    def read(self, n: int) -> bytes:
-        while len(self._buf) < n and not self._last:
-            self._open_next()
-        if len(self._buf) < n:
-            raise InvalidInput("the backup file is cut short")
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
-
-    def read_some(self, most: int) -> bytes:
-        if not self._buf and not self._last:
-            self._open_next()
-        data = bytes(self._buf[:most])
-        del self._buf[:most]
-        return data
-
-
-# -- sections ------------------------------------------------------------------------------
-def write_section(w: SealedWriter, name: str, chunks) -> int:
-    w.write(b"S" + bytes([len(name)]) + name.encode())
-    total = 0
-    for chunk in chunks:
-        if chunk:
-            w.write(len(chunk).to_bytes(4, "big") + chunk)
-            total += len(chunk)
-    w.write(b"\0\0\0\0")
-    return total
-
-
-def read_stream(src: IO[bytes], size: int = PIECE) -> Iterator[bytes]:
-    while True:
-        chunk = src.read(size)
-        if not chunk:
-            return
-        yield chunk
-
-
-def next_section(r: OpenedReader) -> str | None:
-    kind = r.read(1)
-    if kind == b"E":
-        return None
-    if kind != b"S":
-        raise InvalidInput("the backup file is not in a known format")
-    return r.read(r.read(1)[0]).decode()
-
-
-def section_chunks(r: OpenedReader) -> Iterator[bytes]:
-    while True:
-        n = int.from_bytes(r.read(4), "big")
-        if n == 0:
-            return
-        yield r.read(n)
 
 
 # -- backup --------------------------------------------------------------------------------
@@ -237,8 +110,7 @@ def backup(project: Project, reporter: Reporter, file: Path, passphrase: str) ->
             result.sections["results"] = project.engine.run(
                 ["-C", f"{project.settings.project_root}/results", "--numeric-owner", "-cf", "-", "."],
                 service="apache", entrypoint="tar", consume=lambda src: write_section(w, "results", read_stream(src))).out
-            w.write(b"E")
-            w.close()
+            end_sections(w)
         tmp.replace(file)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -249,22 +121,6 @@ def backup(project: Project, reporter: Reporter, file: Path, passphrase: str) ->
 
 
 # -- restore -------------------------------------------------------------------------------
-class _Section:
-    """One section of the reader, fed to a command's stdin; `rest()` skips what the command
-    did not take (it stopped early), so that the next section is read from its start."""
-
-    def __init__(self, r: OpenedReader):
-        self._chunks = section_chunks(r)
-
-    def feed(self, dst: IO[bytes]) -> None:
-        for chunk in self._chunks:
-            dst.write(chunk)
-
-    def rest(self) -> None:
-        for _ in self._chunks:
-            pass
-
-
 def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -> dict:
     """Into a project without data (after `down --volumes`): the next `up` serves it as it was."""
     started = time.monotonic()
@@ -292,17 +148,17 @@ def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -
             if name == "database":
                 _ensure_mysql(project, reporter)
                 reporter.step("restoring the database")
-                section = _Section(r)
+                section = SectionFeed(r)
                 project.engine.exec("mysql", ["mariadb"], stdin=section.feed)
                 section.rest()
             elif target:
                 reporter.step(f"restoring the {name} volume")
-                section = _Section(r)
+                section = SectionFeed(r)
                 project.engine.run(["-C", target[1], "--numeric-owner", "-xpf", "-"], service=target[0],
                                    entrypoint="tar", stdin=section.feed)
                 section.rest()
             else:
-                _Section(r).rest()
+                SectionFeed(r).rest()
                 continue
             restored.append(name)
         if "secrets" not in restored or "database" not in restored:

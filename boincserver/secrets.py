@@ -8,7 +8,6 @@ stdin and stdout (for --reveal, backup, and key export), never a command line.
 from __future__ import annotations
 
 import os
-import secrets as rand
 from pathlib import Path
 
 from boincserver import apps, paths, pins
@@ -18,8 +17,8 @@ from boincserver.catalogue import load as load_catalogue
 from boincserver.context import Project, Reporter, read_volume_file, restart_apache
 from boincserver.errors import InvalidInput, ProjectError
 from boincserver.inproject import vault, vault_json
+from boincserver.sealed import open_blob, seal_blob
 
-BACKUP_MAGIC = b"BOINCSERVER-SECRETS-BACKUP-1\n"
 # Secrets whose new value the running daemons or Apache's mounts only see after a restart.
 RESTART_AFTER = {"db", "upload", "code_sign", "ops", "recaptcha", "mail"}
 
@@ -137,36 +136,12 @@ def _write_private(path: Path, text: str) -> None:
 
 
 # -- backup --------------------------------------------------------------------------------
-def _key(passphrase: str, salt: bytes) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-    return Scrypt(salt=salt, length=32, n=2 ** 15, r=8, p=1).derive(passphrase.encode())
-
-
-def encrypt_backup(plain: bytes, passphrase: str) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    salt, nonce = rand.token_bytes(16), rand.token_bytes(12)
-    return BACKUP_MAGIC + salt + nonce + AESGCM(_key(passphrase, salt)).encrypt(nonce, plain, BACKUP_MAGIC)
-
-
-def decrypt_backup(blob: bytes, passphrase: str) -> bytes:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    if not blob.startswith(BACKUP_MAGIC) or len(blob) < len(BACKUP_MAGIC) + 28 + 16:
-        raise InvalidInput("not a boincserver secrets backup; nothing was changed")
-    body = blob[len(BACKUP_MAGIC):]
-    salt, nonce, sealed = body[:16], body[16:28], body[28:]
-    try:
-        return AESGCM(_key(passphrase, salt)).decrypt(nonce, sealed, BACKUP_MAGIC)
-    except InvalidTag:
-        raise InvalidInput("wrong passphrase, or the backup file was changed; nothing was restored") from None
-
-
 def backup(project: Project, file: Path, passphrase: str) -> int:
     if file.exists():
         raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
     if len(passphrase) < 8:
         raise InvalidInput("the passphrase is too short: use 8 characters or more")
-    blob = encrypt_backup(vault(project, ["backup"]), passphrase)
+    blob = seal_blob(vault(project, ["backup"]), passphrase)
     tmp = file.with_name(file.name + ".part")
     _write_private(tmp, "")
     tmp.write_bytes(blob)
@@ -177,7 +152,7 @@ def backup(project: Project, file: Path, passphrase: str) -> int:
 def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -> list[str]:
     if not file.is_file():
         raise InvalidInput(f"{file} does not exist")
-    plain = decrypt_backup(file.read_bytes(), passphrase)
+    plain = open_blob(file.read_bytes(), passphrase)
     recover(project, reporter)
     done = vault_json(project, ["restore"], plain)["restored"]
     _restart_apache(project, reporter)

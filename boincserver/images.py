@@ -1,8 +1,10 @@
 """boincserver's base images (mysql, apache, makeproject) and the base OS image under them.
 
-Each base image carries a label with the digest of its inputs (its folder in images/, the
-pins, and for makeproject the BOINC module it ships); a build is skipped when the image
-already has that digest, so a change to a project's files never recompiles BOINC.
+Each base image carries a label with the digest of its inputs (every file of its build context,
+and the pins, which name BOINC's source); a build is skipped when the image already has that
+digest, so a change to a project's files never recompiles BOINC. The apache and makeproject
+images ship the part of boincserver that runs in them (boincserver.container and the pure
+modules it imports) as lib/ of their context.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from boincserver.engine import Engine, LineSink
 from boincserver.errors import EnvironmentProblem
 
 INPUTS_LABEL = "org.boincserver.inputs"
-BOINC_LIB = paths.PACKAGE_DIR / "boinc"
-CATALOGUE_MODULE = paths.PACKAGE_DIR / "catalogue.py"
+# What of the package the images ship (not the CLI, nor anything that needs a third-party module).
+SHIPPED_PACKAGE = ("__init__.py", "catalogue.py", "boinc", "container")
+SHIPS_PACKAGE = ("apache", "makeproject")
 
 
 def catalogue_file() -> Path:
@@ -36,19 +39,35 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
+def shipped_package_files() -> list[tuple[str, Path]]:
+    """(path under lib/, source) of each module of boincserver the images ship."""
+    out = []
+    for entry in SHIPPED_PACKAGE:
+        source = paths.PACKAGE_DIR / entry
+        modules = [source] if source.is_file() else [f for f in _files(source) if f.suffix == ".py"]
+        out += [(f"boincserver/{f.relative_to(paths.PACKAGE_DIR).as_posix()}", f) for f in modules]
+    return out
+
+
+def context_files(name: str) -> list[tuple[str, Path]]:
+    """(path in the build context, source) of every file of a base image's context but BOINC's
+    source tarball (the pinned commit stands for it)."""
+    images_dir = paths.data_dir("images")
+    files = [(f.relative_to(images_dir / name).as_posix(), f) for f in _files(images_dir / name)]
+    files += [(f"common/{f.relative_to(images_dir / 'common').as_posix()}", f) for f in _files(images_dir / "common")]
+    if name in SHIPS_PACKAGE:
+        files += [(f"lib/{path}", f) for path, f in shipped_package_files()]
+    if name == "makeproject":
+        files.append(("catalogue.toml", catalogue_file()))
+    return files
+
+
 def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
+    """The digest of exactly what a base image is built from."""
     h = hashlib.sha256()
     h.update(f"{name}\0{base_os_image}\0{pins.BOINC_COMMIT}\0".encode())
-    folders = [paths.data_dir("images") / name, paths.data_dir("images") / "common"]
-    extra = []
-    if name == "makeproject":
-        folders.append(BOINC_LIB)
-        extra = [CATALOGUE_MODULE, catalogue_file()]
-    for folder in folders:
-        for f in _files(folder):
-            h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
-    for f in extra:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for path, f in sorted(context_files(name)):
+        h.update(path.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -64,9 +83,12 @@ def labels_for(name: str, digest: str) -> dict[str, str]:
 
 
 def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
-    """Assemble the build context of one base image in `into`."""
-    shutil.copytree(paths.data_dir("images") / name, into, dirs_exist_ok=True)
-    shutil.copytree(paths.data_dir("images") / "common", into / "common", dirs_exist_ok=True)
+    """Assemble the build context of one base image in `into`: the files inputs_digest covers
+    (modes kept: the entry points are executable), and BOINC's source for makeproject."""
+    for path, source in context_files(name):
+        target = into / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
     if name == "makeproject":
         assert boinc_tarball is not None
         target = into / "boinc-src.tar.gz"
@@ -74,11 +96,6 @@ def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
             os.link(boinc_tarball, target)
         except OSError:
             shutil.copyfile(boinc_tarball, target)
-        lib = into / "lib" / "boincserver"
-        shutil.copytree(BOINC_LIB, lib / "boinc", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copyfile(CATALOGUE_MODULE, lib / "catalogue.py")
-        (lib / "__init__.py").write_text(f'__version__ = "{__version__}"\n')
-        shutil.copyfile(catalogue_file(), into / "catalogue.toml")
     return into
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,62 @@ def test_make_context_makeproject(tmp_path):
     assert tarball.read_bytes() == b"fake tarball bytes"
     lib = ctx / "lib" / "boincserver"
     assert (lib / "boinc" / "substitution.py").is_file()
-    assert (lib / "boinc" / "naming.py").is_file()
-    assert (lib / "__init__.py").read_text() == f'__version__ = "{__version__}"\n'
+    assert (lib / "container" / "setup.py").is_file()
+    assert (lib / "__init__.py").read_bytes() == (paths.PACKAGE_DIR / "__init__.py").read_bytes()
+    assert (ctx / "catalogue.toml").is_file()
     assert not [p for p in ctx.rglob("__pycache__")]
-    # The whole image folder is in the context.
+    # The whole image folder is in the context, entry points still executable.
     src = paths.data_dir("images") / "makeproject"
     for f in src.rglob("*"):
         if f.is_file():
             assert (ctx / f.relative_to(src)).read_bytes() == f.read_bytes()
+    assert (ctx / "project-setup").stat().st_mode & 0o111
+
+
+def _context_listing(ctx: Path) -> set[str]:
+    return {p.relative_to(ctx).as_posix() for p in ctx.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["apache", "makeproject"])
+def test_the_package_is_shipped_without_the_cli(tmp_path, name):
+    (tmp_path / "boinc.tar.gz").write_bytes(b"x")
+    ctx = images.make_context(name, tmp_path / "ctx", tmp_path / "boinc.tar.gz" if name == "makeproject" else None)
+    shipped = {p.removeprefix("lib/") for p in _context_listing(ctx) if p.startswith("lib/")}
+    modules = {f"boincserver/{f.relative_to(paths.PACKAGE_DIR).as_posix()}"
+               for f in paths.PACKAGE_DIR.rglob("*.py") if "__pycache__" not in f.parts}
+    assert "boincserver/container/jobs.py" in shipped and "boincserver/boinc/jobs.py" in shipped
+    assert shipped <= modules
+    # Not the CLI nor anything that needs a third-party module.
+    assert not shipped & {"boincserver/cli.py", "boincserver/engine.py", "boincserver/apps.py",
+                          "boincserver/secrets.py", "boincserver/render.py"}
+
+
+@pytest.mark.parametrize("name", ["mysql", "apache", "makeproject"])
+def test_the_digest_covers_exactly_the_context(tmp_path, name):
+    """Every file in the context (but BOINC's source, which the pin names) is in the digest."""
+    tarball = tmp_path / "boinc.tar.gz"
+    tarball.write_bytes(b"x")
+    ctx = images.make_context(name, tmp_path / "ctx", tarball if name == "makeproject" else None)
+    assert _context_listing(ctx) - {"boinc-src.tar.gz"} == {path for path, _ in images.context_files(name)}
+
+
+def test_a_change_to_shipped_code_changes_the_digest_of_the_images_that_ship_it(monkeypatch, tmp_path):
+    before = {n: images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES}
+    fake_package = tmp_path / "boincserver"
+    shutil.copytree(paths.PACKAGE_DIR, fake_package, ignore=shutil.ignore_patterns("__pycache__"))
+    data = {n: paths.data_dir(n) for n in ("images", "secrets")}
+    monkeypatch.setattr(paths, "data_dir", data.__getitem__)
+    monkeypatch.setattr(paths, "PACKAGE_DIR", fake_package)
+    assert {n: images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES} == before
+    jobs = fake_package / "container" / "jobs.py"
+    jobs.write_text(jobs.read_text() + "\n# changed\n")
+    after = {n: images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES}
+    assert after["apache"] != before["apache"] and after["makeproject"] != before["makeproject"]
+    assert after["mysql"] == before["mysql"]
+    # The CLI is not shipped: changing it rebuilds nothing.
+    cli = fake_package / "cli.py"
+    cli.write_text(cli.read_text() + "\n# changed\n")
+    assert {n: images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES} == after
 
 
 def test_make_context_mysql_has_no_boinc(tmp_path):

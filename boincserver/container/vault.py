@@ -20,24 +20,21 @@ import time
 import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-import crypt  # noqa: E402  deprecated, but the stdlib's only crypt(3); Apache checks $6$ lines with it
-
 from boincserver import catalogue
 from boincserver.boinc import keys
+from boincserver.container.common import Mounts, Owner, Refused
 
-ROOT = Path("/run/boincserver/secrets")
-CATALOGUE = Path("/usr/local/share/boincserver/catalogue.toml")
+with warnings.catch_warnings():
+    # Deprecated, but the standard library's only crypt(3); Apache checks $6$ lines with it.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
+
 PENDING = "pending"
 JOURNAL = "pending/rotation.json"
 # Letters and digits only: BOINC's PHP reads config.xml without XML unescaping.
 ALPHABET = string.ascii_letters + string.digits
 # Test hook: exit hard right after the named step of a rotation (journal, effect, promote).
 FAULT_ENV = "BOINCSERVER_FAULT_AFTER"
-
-
-class VaultError(Exception):
-    pass
 
 
 def _fault(step: str) -> None:
@@ -51,9 +48,12 @@ def fingerprint_of(text: str) -> str:
 
 
 class Vault:
-    def __init__(self, root: Path = ROOT, catalogue_path: Path = CATALOGUE, owner: str | None = None):
-        self.root = root
-        self.catalogue = catalogue.load(catalogue_path)
+    """The secrets volume at mounts.secrets; files apache may read go to the BOINC user's
+    group (`owner`), the others stay root's alone."""
+
+    def __init__(self, mounts: Mounts = Mounts(), owner: Owner | None = None):
+        self.root = mounts.secrets
+        self.catalogue = catalogue.load(mounts.catalogue)
         self.owner = owner
 
     # -- files ---------------------------------------------------------------------------
@@ -75,7 +75,7 @@ class Vault:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         if self.owner and "apache" in readers:
-            os.chown(tmp, 0, _gid(self.owner))
+            os.chown(tmp, -1, self.owner.gid)
         os.replace(tmp, p)
 
     def _readers(self, rel: str) -> tuple[str, ...]:
@@ -94,7 +94,7 @@ class Vault:
         keydir.mkdir(exist_ok=True)
         keydir.chmod(0o750)
         if self.owner:
-            os.chown(keydir, 0, _gid(self.owner))
+            os.chown(keydir, -1, self.owner.gid)
         for s in self.catalogue.values():
             for f in s.files:
                 if not self.path(f.path).exists():
@@ -118,7 +118,7 @@ class Vault:
             return {s.files[0].path: keys.private_key_to_text(pair.private),
                     s.files[1].path: keys.public_key_to_text(pair.public)}
         if supplied is None:
-            raise VaultError(f"{name} is issued by an outside service: give its new value on standard input")
+            raise Refused(f"{name} is issued by an outside service: give its new value on standard input")
         return {s.files[0].path: supplied.strip() + "\n"}
 
     def ensure(self) -> list[str]:
@@ -127,14 +127,14 @@ class Vault:
         for name, s in self.catalogue.items():
             if s.kind == "token":
                 continue
-            if all((self.read(p) or "").strip() for p in s.paths) or self._offline(name):
+            if all((self.read(p) or "").strip() for p in s.paths) or self.offline(name):
                 continue
             for rel, text in self.new_values(name).items():
                 self.write(rel, text)
             made.append(name)
         return made
 
-    def _offline(self, name: str) -> bool:
+    def offline(self, name: str) -> bool:
         """A key pair whose private half the operator keeps off the server."""
         s = self.catalogue[name]
         return (s.kind == "keypair" and (self.read(s.paths[1]) or "").strip() != ""
@@ -148,7 +148,7 @@ class Vault:
                 public = (self.read(s.paths[1]) or "").strip()
                 row["set"] = bool(public)
                 row["fingerprint"] = keys.fingerprint(keys.parse_public_key(public)) if public else None
-                row["private_key"] = "offline" if self._offline(name) else ("on server" if public else "none")
+                row["private_key"] = "offline" if self.offline(name) else ("on server" if public else "none")
                 if reveal:
                     row["value"] = {p: self.read(p) for p in s.paths}
             else:
@@ -168,7 +168,7 @@ class Vault:
     def begin(self, changes: dict[str, dict[str, str]], reason: str) -> dict:
         """Step 1: the journal holds every new value before anything else changes."""
         if self.pending():
-            raise VaultError("an earlier rotation is unfinished; it is completed first")
+            raise Refused("an earlier rotation is unfinished; it is completed first")
         journal = {"reason": reason, "started": time.time(), "changes": changes}
         self.write(JOURNAL, json.dumps(journal))
         _fault("journal")
@@ -213,10 +213,10 @@ class Vault:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for member in tar.getmembers():
                 if not member.isfile():
-                    raise VaultError(f"backup member {member.name!r} is not a file")
+                    raise Refused(f"backup member {member.name!r} is not a file")
                 files[member.name] = tar.extractfile(member).read().decode()
         if "MANIFEST.json" not in files:
-            raise VaultError("not a boincserver secrets backup (no MANIFEST.json)")
+            raise Refused("not a boincserver secrets backup (no MANIFEST.json)")
         changes = {}
         for name, s in self.catalogue.items():
             values = {rel: files[rel] for rel in s.paths if rel in files}
@@ -231,11 +231,6 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mode = 0o600
     tar.addfile(info, io.BytesIO(data))
-
-
-def _gid(user: str) -> int:
-    import grp
-    return grp.getgrnam(user).gr_gid
 
 
 def htpasswd_line(user: str, password: str) -> str:

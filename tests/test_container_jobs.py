@@ -1,0 +1,274 @@
+"""boincserver-jobs (boincserver.container.jobs and .apps) over a fake project folder: its
+database is SQLite behind a fake MySQLdb, its bin/ programs are small scripts."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+
+import pytest
+from container_fakes import FakeMySQLdb, fake_create_work, project_folder, script
+
+from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import jobs as bj
+from boincserver.container import apps as container_apps
+from boincserver.container import jobs
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    fake = FakeMySQLdb(tmp_path / "boinc.sqlite")
+    monkeypatch.setitem(sys.modules, "MySQLdb", fake)
+    monkeypatch.setenv("FAKE_BOINC_DB", str(fake.path))
+    fake.sql("INSERT INTO platform (id, name) VALUES (1, 'x86_64-pc-linux-gnu')")
+    fake.sql("INSERT INTO app (id, name, user_friendly_name) VALUES (1, 'up', 'Upper case')")
+    return fake
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    folder = project_folder(tmp_path / "project")
+    fake_create_work(folder)
+    (folder / "templates" / "up_in").write_text(boinc_apps.input_template(["in"]))
+    monkeypatch.chdir(folder)  # the bin/ scripts log to ./calls.log, as exec's workdir is PROJECT_ROOT
+    return folder
+
+
+def call(root, *argv):
+    out, err = io.BytesIO(), io.StringIO()
+    code = jobs.main(list(argv), root=root, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def answer(root, *argv):
+    code, out, err = call(root, *argv)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def refused(root, *argv) -> str:
+    code, out, err = call(root, *argv)
+    assert (code, out) == (3, b""), err
+    assert err.startswith("boincserver-jobs: ")
+    return err
+
+
+def calls(root) -> list[str]:
+    log = root / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_an_unknown_command_prints_the_usage(root):
+    code, out, err = call(root, "nope")
+    assert code == 2 and out == b"" and "usage: boincserver-jobs" in err and "submit" in err
+
+
+# -- check-app and submit ---------------------------------------------------------------------
+def test_check_app_knows_the_app_and_its_input_count(root, db):
+    assert answer(root, "check-app", "up", "1") == {"app": "up", "inputs": 1}
+    assert "unknown app 'nope' (apps: up); nothing was created" in refused(root, "check-app", "nope", "1")
+    assert "takes 1 input file(s) a job, but job(s) have 2" in refused(root, "check-app", "up", "1,2")
+    (root / "templates" / "up_in").unlink()
+    assert "no input template templates/up_in" in refused(root, "check-app", "up", "1")
+
+
+def write_jobs(root, *names) -> str:
+    folder = root / "tmp_boincserver" / "boincserver-submit-1"
+    folder.mkdir(parents=True)
+    (folder / "jobs.txt").write_text("".join(bj.stdin_line(n, ["jf_0"]) + "\n" for n in names))
+    return "tmp_boincserver/boincserver-submit-1"
+
+
+def test_submit_makes_one_batch_and_one_create_work_run(root, db):
+    folder = write_jobs(root, "j1", "j2")
+    got = answer(root, "submit", folder, "up", "my batch", "--target_nresults", "2")
+    assert got["created"] == 2 and got["first"] == "j1" and got["batch"] == 1
+    assert db.sql("SELECT name, njobs, state, app_id, description FROM batch") == \
+        [("my batch", 2, bj.BATCH_IN_PROGRESS, 1, "boincserver submit")]
+    assert calls(root) == ["create_work --appname up --batch 1 --target_nresults 2 --stdin"]
+    assert db.sql("SELECT name, batch FROM workunit ORDER BY id") == [("j1", 1), ("j2", 1)]
+    assert not (root / folder).exists()
+
+
+def test_submit_without_a_batch(root, db):
+    got = answer(root, "submit", write_jobs(root, "j1"), "up", "-")
+    assert got["batch"] == 0 and db.sql("SELECT count(*) FROM batch") == [(0,)]
+    assert calls(root) == ["create_work --appname up --stdin"]
+
+
+def test_a_second_submission_of_the_same_names_creates_nothing(root, db):
+    answer(root, "submit", write_jobs(root, "j1", "j2"), "up", "first")
+    err = refused(root, "submit", write_jobs(root, "j2", "j3"), "up", "second")
+    assert "1 job name(s) exist already, e.g. 'j2'" in err
+    assert db.sql("SELECT name FROM batch") == [("first",)]
+    assert db.sql("SELECT count(*) FROM workunit") == [(2,)]
+
+
+def test_a_failed_create_work_is_undone_whole(root, db, monkeypatch):
+    monkeypatch.setenv("FAKE_CREATE_WORK_FAIL_AFTER", "2")
+    folder = write_jobs(root, "j1", "j2", "j3")
+    err = refused(root, "submit", folder, "up", "broken")
+    assert "create_work failed (exit 1): create_work: can't find input file jf_x; nothing was created" in err
+    assert db.sql("SELECT count(*) FROM workunit") == [(0,)]
+    assert db.sql("SELECT count(*) FROM result") == [(0,)]
+    assert db.sql("SELECT count(*) FROM batch") == [(0,)]
+    assert not (root / folder).exists()
+
+
+def test_submit_to_an_unknown_app_creates_nothing(root, db):
+    assert "unknown app 'nope'" in refused(root, "submit", write_jobs(root, "j1"), "nope", "b")
+    assert calls(root) == [] and db.sql("SELECT count(*) FROM batch") == [(0,)]
+
+
+# -- status, batches, abort ---------------------------------------------------------------------
+@pytest.fixture
+def batch_of_three(root, db):
+    """Batch 1: j1 done (an output on the results volume), j2 failed (cancelled), j3 pending."""
+    answer(root, "submit", write_jobs(root, "j1", "j2", "j3"), "up", "three")
+    db.sql("UPDATE workunit SET canonical_resultid=1, assimilate_state=2 WHERE name='j1'")
+    db.sql("UPDATE result SET server_state=5, outcome=1 WHERE workunitid=1")
+    db.sql("UPDATE workunit SET error_mask=16 WHERE name='j2'")
+    (root / "results" / "1").mkdir()
+    (root / "results" / "1" / "j1__file_out").write_text("HELLO\n")
+    (root / "results" / "1" / "j10__file_out").write_text("another job's\n")
+    return 1
+
+
+def test_status_by_batch(root, batch_of_three):
+    got = answer(root, "status", "--batch", "1")
+    by_name = {j["name"]: j for j in got["jobs"]}
+    assert got["summary"] == {"done": 1, "pending": 1, "failed": 1}
+    assert by_name["j1"]["outputs"] == ["out"] and by_name["j1"]["results"]["success"] == 1
+    assert by_name["j2"]["state"] == "failed" and by_name["j2"]["errors"] == ["cancelled"]
+    assert by_name["j3"] == {"name": "j3", "batch": 1, "state": "pending", "outputs": [],
+                             "results": {"unsent": 1, "in_progress": 0, "success": 0, "error": 0}}
+
+
+def test_status_by_name_and_unknown_names(root, batch_of_three):
+    got = answer(root, "status", "--wu", "j3", "j1")
+    assert [j["name"] for j in got["jobs"]] == ["j1", "j3"] and got["batch"] is None
+    assert "no job named 'x' (and 1 more)" in refused(root, "status", "--wu", "j1", "x", "y")
+    assert "no batch 9" in refused(root, "status", "--batch", "9")
+
+
+def test_status_as_a_tar_stream_ends_with_the_report(root, batch_of_three):
+    code, out, err = call(root, "status", "--batch", "1", "--tar")
+    assert code == 0, err
+    with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
+        names = tar.getnames()
+        assert names == ["j1/out", jobs.STATUS_MEMBER]
+        assert tar.extractfile("j1/out").read() == b"HELLO\n"
+        report = json.loads(tar.extractfile(jobs.STATUS_MEMBER).read())
+    assert report["summary"]["done"] == 1
+
+
+def test_batches_list_counts_and_state_names(root, batch_of_three):
+    (row,) = answer(root, "batches")
+    assert {k: row[k] for k in ("id", "name", "app", "jobs", "done", "failed", "pending", "state")} == \
+        {"id": 1, "name": "three", "app": "up", "jobs": 3, "done": 1, "failed": 1, "pending": 1, "state": "in progress"}
+
+
+def test_abort_cancels_what_is_unfinished_only(root, db, batch_of_three):
+    got = answer(root, "abort", "1")
+    assert got == {"batch": 1, "jobs_cancelled": 1, "results_cancelled": 2}
+    # j3 cancelled; j1 (done) and j2 (failed already) keep their state.
+    assert db.sql("SELECT name, error_mask FROM workunit ORDER BY id") == [("j1", 0), ("j2", 16), ("j3", 16)]
+    assert db.sql("SELECT server_state, outcome FROM result WHERE workunitid=3") == [(5, bj.RESULT_OUTCOME_DIDNT_NEED)]
+    assert db.sql("SELECT state FROM batch") == [(bj.BATCH_ABORTED,)]
+    assert answer(root, "batches")[0]["state"] == "aborted"
+    assert "no batch 7" in refused(root, "abort", "7")
+
+
+# -- apps ---------------------------------------------------------------------------------------
+def test_app_state(root, db):
+    got = answer(root, "app-state", "up")
+    assert got == {"project_xml": (root / "project.xml").read_text(), "version_dirs": ["1.00"],
+                   "daemons": ["feeder -d 3"], "registered": True}
+    assert answer(root, "app-state", "new")["version_dirs"] == [] and not answer(root, "app-state", "new")["registered"]
+
+
+def daemons_json(app="up") -> str:
+    return json.dumps([{"cmd": d.cmd, "xml": d.xml()} for d in boinc_apps.app_daemons(app)])
+
+
+def unpack_version(root, vdir="apps/up/1.01/x86_64-pc-linux-gnu"):
+    """What the host's tar leaves: the new version and project.xml, the old one kept aside."""
+    (root / container_apps.PROJECT_XML_BEFORE).write_text((root / "project.xml").read_text())
+    (root / "project.xml").write_text("<boinc><app><name>up</name></app><app><name>new</name></app></boinc>\n")
+    (root / vdir).mkdir(parents=True)
+    (root / vdir / "up_main").write_text("#!/bin/sh\n")
+    return vdir
+
+
+def test_app_install_registers_adds_the_daemons_and_restarts_them(root, db):
+    vdir = unpack_version(root)
+    got = answer(root, "app-install", "up", daemons_json(), vdir)
+    assert got["app"] == 1 and got["daemons_added"] == [d.cmd for d in boinc_apps.app_daemons("up")]
+    assert calls(root) == ["xadd ", "update_versions --noconfirm", "stop ", "start "]
+    config = ET.parse(root / "config.xml").getroot()
+    assert [d.findtext("cmd").strip() for d in config.find("daemons")] == \
+        ["feeder -d 3", "sample_trivial_validator --app up", "sample_assimilator --app up"]
+    assert not (root / container_apps.PROJECT_XML_BEFORE).exists() and (root / vdir).is_dir()
+    # Once there, the daemons are neither added again nor restarted.
+    (root / "calls.log").unlink()
+    assert answer(root, "app-install", "up", daemons_json(), vdir)["daemons_added"] == []
+    assert calls(root) == ["xadd ", "update_versions --noconfirm"]
+
+
+def test_app_install_into_a_config_without_daemons_makes_the_section(root, db):
+    (root / "config.xml").write_text("<boinc>\n  <config>\n  </config>\n</boinc>\n")
+    answer(root, "app-install", "up", daemons_json(), unpack_version(root))
+    config = ET.parse(root / "config.xml").getroot()
+    assert len(config.find("daemons")) == 2 and config.find("daemon") is None
+
+
+def test_a_refused_version_is_rolled_back(root, db):
+    script(root / "bin" / "update_versions", """
+        #!/bin/sh
+        echo "Found a version"
+        echo "skipping: up_main is not present in download/"
+        """)
+    before = (root / "project.xml").read_text()
+    vdir = unpack_version(root)
+    err = refused(root, "app-install", "up", daemons_json(), vdir)
+    assert "update_versions did not add the version: Found a version | skipping" in err
+    assert not (root / vdir).exists()
+    assert (root / "project.xml").read_text() == before
+    assert "sample_assimilator" not in (root / "config.xml").read_text()
+
+
+def test_a_failing_xadd_is_rolled_back_with_its_output(root, db):
+    script(root / "bin" / "xadd", "#!/bin/sh\necho 'bad project.xml' >&2\nexit 1\n")
+    vdir = unpack_version(root)
+    assert "`bin/xadd` failed (exit 1): bad project.xml" in refused(root, "app-install", "up", daemons_json(), vdir)
+    assert not (root / vdir).exists()
+
+
+def test_the_restart_waits_while_another_start_holds_the_lock(root, db, monkeypatch):
+    script(root / "bin" / "start", """
+        #!/bin/sh
+        echo "start $*" >> calls.log
+        if [ ! -e started-once ]; then touch started-once; echo "start is currently running!"; exit 1; fi
+        """)
+    project = jobs.ProjectFolder(root, io.BytesIO())
+    container_apps.restart_daemons(project, wait=10, pause=0.01)
+    assert calls(root) == ["stop ", "start ", "start "]
+    (root / "started-once").unlink()
+    with pytest.raises(jobs.Refused, match="start is currently running"):
+        container_apps.restart_daemons(project, wait=0, pause=0.01)
+
+
+def test_apps_lists_versions_and_each_apps_own_daemons(root, db):
+    db.sql("INSERT INTO app (id, name, user_friendly_name) VALUES (2, 'wc', 'Word count')")
+    db.sql("INSERT INTO app_version (appid, version_num, platformid, deprecated) VALUES (1, 101, 1, 0), (1, 100, 1, 1)")
+    answer(root, "app-install", "up", daemons_json("up"), unpack_version(root))
+    got = answer(root, "apps")
+    assert [a["name"] for a in got] == ["up", "wc"]
+    assert got[0]["versions"] == [
+        {"version": 100, "platform": "x86_64-pc-linux-gnu", "plan_class": "", "deprecated": True},
+        {"version": 101, "platform": "x86_64-pc-linux-gnu", "plan_class": "", "deprecated": False}]
+    assert got[0]["daemons"] == ["sample_trivial_validator --app up", "sample_assimilator --app up"]
+    assert got[1] == {"name": "wc", "friendly_name": "Word count", "versions": [], "daemons": []}

@@ -17,7 +17,7 @@ WORKFLOW = Path(".github/workflows/boincserver.yml")
 
 
 def _top_level(project_dir: Path) -> Path | None:
-    top = registry._git(project_dir, "rev-parse", "--show-toplevel")
+    top = registry.git_top_level(project_dir)
     return Path(top) if top else None
 
 

@@ -70,6 +70,11 @@ def _git(directory: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
 
 
+def git_top_level(directory: Path) -> str | None:
+    """The top folder of the git checkout holding `directory`; None outside one."""
+    return _git(directory, "rev-parse", "--show-toplevel")
+
+
 def public_url(remote: str) -> str | None:
     """A remote's URL as a label may show it: https, and never with credentials in it.
 
@@ -94,8 +99,7 @@ def public_url(remote: str) -> str | None:
 def git_facts(directory: Path) -> dict[str, str]:
     """revision (HEAD), created (HEAD's commit time) and source (origin, made public) if known."""
     facts: dict[str, str] = {}
-    top = _git(directory, "rev-parse", "--show-toplevel")
-    if not top:
+    if not git_top_level(directory):
         return facts
     revision = _git(directory, "rev-parse", "HEAD")
     if revision:

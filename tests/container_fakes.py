@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import textwrap
 import types
 from pathlib import Path
 
-from boincserver.container.common import Owner
+from boincserver import paths
+from boincserver.container.common import Mounts, Owner
 
 # The columns of BOINC's tables (db/schema.sql) that the programs read or write.
 SCHEMA = """
@@ -95,6 +97,25 @@ class FakeMySQLdb(types.ModuleType):
         return rows
 
 
+def install_mysqldb(tmp_path: Path, monkeypatch) -> FakeMySQLdb:
+    """The fake as the MySQLdb the programs import (lazily, as in the images)."""
+    fake = FakeMySQLdb(tmp_path / "boinc.sqlite")
+    monkeypatch.setitem(sys.modules, "MySQLdb", fake)
+    monkeypatch.setenv("FAKE_BOINC_DB", str(fake.path))  # for fake_create_work
+    return fake
+
+
+def fake_mounts(tmp_path: Path) -> Mounts:
+    """The makeproject service's mounts, each an empty folder under tmp_path, with the real catalogue."""
+    mounts = Mounts(project=tmp_path / "volumes/project", secrets=tmp_path / "volumes/secrets",
+                    results=tmp_path / "volumes/results", mysql_socket="/fake/mysqld.sock",
+                    catalogue=paths.data_dir("secrets") / "catalogue.toml", boinc_src=tmp_path / "src/boinc",
+                    overlay_aside=tmp_path / "var/tmp/overlay")
+    for folder in (mounts.project, mounts.secrets, mounts.results, mounts.boinc_src / "tools"):
+        folder.mkdir(parents=True)
+    return mounts
+
+
 def this_user(name: str = "boincadm") -> Owner:
     """The BOINC user as this process's own uid and gid: chown works without root."""
     return Owner(name, os.getuid(), os.getgid())
@@ -150,7 +171,6 @@ def fake_create_work(root: Path) -> Path:
     """bin/create_work that inserts each stdin line's job (a workunit and one unsent result)
     into the fake database named by FAKE_BOINC_DB; with FAKE_CREATE_WORK_FAIL_AFTER=N it
     fails after N jobs, as create_work does half-way (it commits in pieces)."""
-    import sys
     return script(root / "bin" / "create_work", f"""
         #!{sys.executable}
         import os, sqlite3, sys

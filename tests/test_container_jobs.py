@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import xml.etree.ElementTree as ET
 
 import pytest
-from container_fakes import FakeMySQLdb, fake_create_work, project_folder, script
+from container_fakes import fake_create_work, install_mysqldb, project_folder, script
 
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
@@ -20,9 +19,7 @@ from boincserver.container import jobs
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
-    fake = FakeMySQLdb(tmp_path / "boinc.sqlite")
-    monkeypatch.setitem(sys.modules, "MySQLdb", fake)
-    monkeypatch.setenv("FAKE_BOINC_DB", str(fake.path))
+    fake = install_mysqldb(tmp_path, monkeypatch)
     fake.sql("INSERT INTO platform (id, name) VALUES (1, 'x86_64-pc-linux-gnu')")
     fake.sql("INSERT INTO app (id, name, user_friendly_name) VALUES (1, 'up', 'Upper case')")
     return fake

@@ -7,13 +7,11 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from container_fakes import FakeMySQLdb, this_user
+from container_fakes import FakeMySQLdb, fake_mounts, install_mysqldb, this_user
 
-from boincserver import paths
 from boincserver.container import common, setup
 from boincserver.container.common import Mounts, Owner
 from boincserver.container.vault import Vault
@@ -62,13 +60,7 @@ class Machine:
 
 @pytest.fixture
 def mounts(tmp_path) -> Mounts:
-    m = Mounts(project=tmp_path / "volumes/project", secrets=tmp_path / "volumes/secrets",
-               results=tmp_path / "volumes/results", mysql_socket="/fake/mysqld.sock",
-               catalogue=paths.data_dir("secrets") / "catalogue.toml", boinc_src=tmp_path / "src/boinc",
-               overlay_aside=tmp_path / "var/tmp/overlay")
-    for folder in (m.project, m.secrets, m.results, m.boinc_src / "tools"):
-        folder.mkdir(parents=True)
-    return m
+    return fake_mounts(tmp_path)
 
 
 @pytest.fixture
@@ -79,10 +71,8 @@ def machine(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    fake = FakeMySQLdb(tmp_path / "boinc.sqlite")
-    monkeypatch.setitem(sys.modules, "MySQLdb", fake)
-    return fake
+def db(tmp_path, monkeypatch) -> FakeMySQLdb:
+    return install_mysqldb(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from container_fakes import FakeMySQLdb, this_user
+from container_fakes import FakeMySQLdb, fake_mounts, install_mysqldb, this_user
 
-from boincserver import paths
 from boincserver.boinc import keys
 from boincserver.container import setup
 from boincserver.container.common import Mounts, Owner, Refused
@@ -26,19 +24,14 @@ CONFIG = "<boinc>\n  <config>\n    <db_passwd>old</db_passwd>\n    <key_dir>{key
 
 @pytest.fixture
 def mounts(tmp_path) -> Mounts:
-    m = Mounts(project=tmp_path / "project", secrets=tmp_path / "secrets", results=tmp_path / "results",
-               mysql_socket="/fake/mysqld.sock", catalogue=paths.data_dir("secrets") / "catalogue.toml")
-    m.project.mkdir()
-    m.secrets.mkdir()
+    m = fake_mounts(tmp_path)
     (m.project / "config.xml").write_text(CONFIG.format(keys=m.keys))
     return m
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    fake = FakeMySQLdb(tmp_path / "boinc.sqlite")
-    monkeypatch.setitem(sys.modules, "MySQLdb", fake)
-    return fake
+def db(tmp_path, monkeypatch) -> FakeMySQLdb:
+    return install_mysqldb(tmp_path, monkeypatch)
 
 
 @pytest.fixture(autouse=True)

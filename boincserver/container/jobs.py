@@ -167,8 +167,8 @@ COMMANDS = {**apps.COMMANDS, "check-app": check_app, "submit": submit, "status":
 def main(argv: list[str] | None = None, *, root: Path | None = None, out: IO[bytes] | None = None,
          err: IO[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = out or sys.stdout.buffer
-    err = err or sys.stderr
+    out = sys.stdout.buffer if out is None else out
+    err = sys.stderr if err is None else err
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: {NAME} {'|'.join(COMMANDS)} ...", file=err)
         return 2

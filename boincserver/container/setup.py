@@ -202,14 +202,14 @@ def main(argv: list[str] | None = None, *, mounts: Mounts | None = None, environ
     argv = sys.argv[1:] if argv is None else argv
     environ = dict(os.environ) if environ is None else environ
     mounts = mounts or Mounts(boinc_src=Path(environ.get("BOINC_SRC", str(Mounts.boinc_src))))
-    out = out or sys.stdout.buffer
+    out = sys.stdout.buffer if out is None else out
     try:
         if not argv:
             run_job(mounts, environ)
             return 0
         command, rest = argv[0], argv[1:]
         if command == "secrets":
-            answer = secrets.secrets_command(rest, mounts, environ, stdin or sys.stdin.buffer)
+            answer = secrets.secrets_command(rest, mounts, environ, sys.stdin.buffer if stdin is None else stdin)
         elif command == "sign-md5":
             answer = secrets.sign_md5(rest, mounts)
         elif command == "db-user":
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None, *, mounts: Mounts | None = None, environ
         else:
             raise Refused(f"unknown command {command!r}: none (the job), secrets, sign-md5 or db-user")
     except (Refused, ValueError) as exc:
-        print(f"[makeproject] error: {exc}", file=err or sys.stderr, flush=True)
+        print(f"[makeproject] error: {exc}", file=sys.stderr if err is None else err, flush=True)
         return FAILED
     out.write(answer if isinstance(answer, bytes) else (json.dumps(answer) + "\n").encode())
     out.flush()

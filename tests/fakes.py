@@ -1,0 +1,252 @@
+"""A recording engine: what the use cases would ask of Docker, as data, without Docker.
+
+As Tutor's TestTaskRunner does for its jobs, RecordingEngine stands where the Engine stands
+(project.engine) and records each call as a Call: the method's name and its arguments by
+name, bound with the real Engine's signature (a use case that passes what Engine does not
+take fails here too), with what was fed to a command's stdin kept as bytes. It answers from
+a small model of Docker's state (images and their labels, volumes and their files, running
+services) and, for commands in containers, from canned replies the test registers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from boincserver import context
+from boincserver.engine import Engine, Ran
+from boincserver.errors import DockerError, NoSuchImage, ServiceNotRunning
+
+SERVICES = ("mysql", "makeproject", "apache")
+
+
+@dataclass
+class Call:
+    name: str
+    args: dict
+
+    @property
+    def command(self) -> list[str]:
+        return [str(c) for c in self.args.get("command") or []]
+
+    @property
+    def text(self) -> str:
+        """The command as one line (or, for a call without one, its arguments), to search in."""
+        if "command" in self.args:
+            return " ".join(self.command)
+        return " ".join(str(v) for v in self.args.values())
+
+
+@dataclass
+class Reply:
+    name: str  # "run" or "exec"
+    words: tuple[str, ...]  # each must be in the command line
+    answer: Callable[[Call], tuple[int, bytes, str]]
+    service: str | None = None
+
+
+def recorded(fn):
+    """Record the call, bound by the real Engine method's signature, then answer it."""
+    real = inspect.signature(getattr(Engine, fn.__name__))
+
+    def wrapper(self, *args, **kwargs):
+        bound = real.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        values.pop("self")
+        if "stdin" in values and values["stdin"] is not None and not isinstance(values["stdin"], bytes):
+            sink = io.BytesIO()
+            values["stdin"](sink)  # the feed runs once, as with Docker
+            values["stdin"] = sink.getvalue()
+        call = Call(fn.__name__, values)
+        self.calls.append(call)
+        return fn(self, call)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__signature__ = real
+    return wrapper
+
+
+@dataclass
+class RecordingEngine:
+    images: dict[str, dict] = field(default_factory=dict)  # tag -> labels
+    registry: dict[str, dict] = field(default_factory=dict)  # reference -> labels, for pull
+    image_files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (image, path) -> bytes
+    volumes: dict[str, dict[str, bytes]] = field(default_factory=dict)  # volume -> {path: bytes}
+    running: set[str] = field(default_factory=set)
+    http_port: int = 8080
+    calls: list[Call] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+
+    # -- what a test sets up and reads ------------------------------------------------------
+    def on(self, name: str, *words: str, service: str | None = None, out: bytes | str | dict | list = b"",
+           err: str = "", code: int = 0, answer: Callable[[Call], tuple[int, bytes, str]] | None = None) -> None:
+        """Answer `run` or `exec` calls whose command line holds every word (newest rule first)."""
+        if isinstance(out, (dict, list)):
+            out = json.dumps(out)
+        data = out.encode() if isinstance(out, str) else out
+        self.replies.insert(0, Reply(name, words, answer or (lambda call: (code, data, err)), service))
+
+    def named(self, *names: str) -> list[Call]:
+        return [c for c in self.calls if c.name in names]
+
+    def commands(self) -> list[Call]:
+        """The commands run in containers (run and exec), in order."""
+        return self.named("run", "exec")
+
+    def find(self, name: str, *words: str) -> Call:
+        found = [c for c in self.named(name) if all(w in c.text for w in words)]
+        assert len(found) == 1, f"{len(found)} {name} calls hold {words}: {[c.text for c in self.named(name)]}"
+        return found[0]
+
+    def index(self, call: Call) -> int:
+        return next(i for i, c in enumerate(self.calls) if c is call)
+
+    def base_images_current(self) -> None:
+        from boincserver import images, pins
+        for name in pins.BASE_IMAGE_NAMES:
+            self.images[pins.base_image(name)] = {images.INPUTS_LABEL: images.inputs_digest(name)}
+        self.images[pins.BASE_OS_IMAGE] = {}
+
+    # -- the engine itself ------------------------------------------------------------------
+    @recorded
+    def check_engine(self, call):
+        return "20.10.24"
+
+    @recorded
+    def check_compose(self, call):
+        return "v2"
+
+    @recorded
+    def buildkit_available(self, call):
+        return False
+
+    @recorded
+    def build_env(self, call):
+        return {"DOCKER_BUILDKIT": "0"}
+
+    @recorded
+    def free_disk_bytes(self, call):
+        return 100 << 30
+
+    # -- images ---------------------------------------------------------------------------
+    @recorded
+    def image_labels(self, call):
+        labels = self.images.get(call.args["tag"])
+        return None if labels is None else dict(labels)
+
+    @recorded
+    def image_id(self, call):
+        tag = call.args["tag"]
+        if tag not in self.images:
+            return None
+        return "sha256:" + hashlib.sha256(json.dumps([tag, self.images[tag]], sort_keys=True).encode()).hexdigest()
+
+    @recorded
+    def pull(self, call):
+        tag = call.args["tag"]
+        if tag in self.registry:
+            self.images[tag] = dict(self.registry[tag])
+            return True
+        return False
+
+    @recorded
+    def build_image(self, call):
+        self.images[call.args["tag"]] = dict(call.args["labels"])
+
+    @recorded
+    def tag_image(self, call):
+        self.images[call.args["target"]] = self.images[call.args["source"]]
+
+    @recorded
+    def push_image(self, call):
+        self.registry[call.args["reference"]] = dict(self.images[call.args["reference"]])
+
+    @recorded
+    def import_rootfs(self, call):
+        self.images[call.args["tag"]] = {}
+
+    @recorded
+    def save_image(self, call):
+        return io.BytesIO()
+
+    @recorded
+    def volume_exists(self, call):
+        return call.args["name"] in self.volumes
+
+    # -- compose --------------------------------------------------------------------------
+    @recorded
+    def compose_up(self, call):
+        self.running |= set(call.args["services"] or ("mysql", "apache"))
+
+    @recorded
+    def compose_restart(self, call):
+        pass
+
+    @recorded
+    def compose_down(self, call):
+        self.running.clear()
+        if call.args["volumes"]:
+            self.volumes.clear()
+
+    @recorded
+    def compose_ps(self, call):
+        return [{"service": s, "container": f"demo-{s}-1", "state": "running" if s in self.running else "exited",
+                 "health": None, "exit_code": 0} for s in SERVICES if s in self.running or s == "makeproject"]
+
+    @recorded
+    def compose_logs(self, call):
+        return 0
+
+    @recorded
+    def compose_port(self, call):
+        return f"0.0.0.0:{self.http_port}" if call.args["service"] in self.running else None
+
+    # -- commands in containers -------------------------------------------------------------
+    @recorded
+    def run(self, call):
+        args = call.args
+        if (args["service"] is None) == (args["image"] is None):
+            raise ValueError("run: give a service or an image")
+        if args["image"] is not None and args["image"] not in self.images:
+            raise NoSuchImage(["docker", "run", args["image"]], 125, f"Unable to find image '{args['image']}'")
+        if call.command[:2] == ["-c", context.READ_ONE_FILE]:
+            return self._read_file(call)
+        return self._answer(call)
+
+    @recorded
+    def exec(self, call):
+        if call.args["service"] not in self.running:
+            raise ServiceNotRunning(["docker", "compose", "exec", call.args["service"]], 1,
+                                    f'service "{call.args["service"]}" is not running')
+        if call.args["interactive"]:
+            return Ran(call.command, 0, None, "")
+        return self._answer(call)
+
+    def _read_file(self, call: Call) -> Ran:
+        where = call.command[2]
+        mounts = call.args["volumes"]
+        if mounts:
+            data = self.volumes.get(mounts[0][0], {}).get(where.removeprefix(mounts[0][1] + "/"))
+        else:
+            data = self.image_files.get((call.args["image"], where))
+        return Ran(call.command, 3 if data is None else 0, data if data is not None else b"", "")
+
+    def _answer(self, call: Call) -> Ran:
+        service = call.args.get("service")
+        for reply in self.replies:
+            if reply.name == call.name and (reply.service in (None, service)) \
+                    and all(w in call.text for w in reply.words):
+                code, out, err = reply.answer(call)
+                break
+        else:
+            code, out, err = 0, b"", ""
+        if call.args["consume"] is not None:
+            out = call.args["consume"](io.BytesIO(out))
+        if code != 0 and call.args["check"]:
+            raise DockerError(call.command, code, err)
+        return Ran(call.command, code, out, err)

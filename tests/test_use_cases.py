@@ -1,0 +1,396 @@
+"""What build, up, app add, submit, backup, restore and upgrade ask of Docker, without Docker.
+
+Each use case runs against tests/fakes.py's RecordingEngine; the tests check the calls it
+made: which service or image, which command, what was streamed into it, and in what order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from boincserver import __version__, apps, backup, context, jobs, pins, project, scan, sealed, upgrade
+from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import jobs as bj
+from boincserver.boinc import keys
+from boincserver.engine import Engine
+from boincserver.errors import DockerError, InvalidInput, ProjectError
+from boincserver.settings import Settings, load
+
+from fakes import RecordingEngine
+
+PASSPHRASE = "a good passphrase"
+ROOT = "/home/boincadm/project"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serving(monkeypatch):
+    """The home page and the scheduler answer (wait_until_serving asks over HTTP, not Docker)."""
+    asked = []
+
+    def http_get(url, host_header, timeout=5.0):
+        asked.append(url)
+        return 200, "<scheduler_reply></scheduler_reply>"
+    monkeypatch.setattr(context, "http_get", http_get)
+    return asked
+
+
+def make_project(tmp_path: Path, **settings) -> context.Project:
+    folder = tmp_path / "demo"
+    tmp_path.mkdir(exist_ok=True)
+    project.init(folder, Settings(project="demo", http_port=free_port(), **settings))
+    engine = RecordingEngine()
+    engine.base_images_current()
+    return context.Project(folder.absolute(), load(folder), engine)
+
+
+@pytest.fixture
+def demo(tmp_path) -> context.Project:
+    return make_project(tmp_path)
+
+
+def created(p: context.Project, **record) -> None:
+    """The project volume as the makeproject job leaves it."""
+    data = {"project": "demo", "boinc_user": "boincadm", "project_root": ROOT, "boinc_commit": pins.BOINC_COMMIT,
+            **record}
+    for volume in ("project", "secrets", "results"):
+        p.engine.volumes.setdefault(p.volume(volume), {})
+    p.engine.volumes[p.volume("project")][context.CREATED_RECORD] = json.dumps(data).encode()
+
+
+def members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+# -- the fake stays the Engine's double -----------------------------------------------------
+def test_the_recording_engine_has_the_engines_methods_and_signatures():
+    import inspect
+    public = {n for n in vars(Engine) if not n.startswith("_") and callable(getattr(Engine, n))}
+    assert public == {n for n in vars(RecordingEngine) if not n.startswith("_") and hasattr(getattr(
+        RecordingEngine, n), "__signature__")}
+    for name in public:
+        assert inspect.signature(getattr(RecordingEngine, name)) == inspect.signature(getattr(Engine, name)), name
+    with pytest.raises(TypeError):  # a call the real Engine would refuse is refused
+        RecordingEngine().run(["true"], service="apache", no_such_option=True)
+
+
+# -- build ------------------------------------------------------------------------------------
+def test_build_makes_each_project_image_from_its_overlay_once(demo):
+    result = project.build(demo, context.Silent())
+    built = demo.engine.named("build_image")
+    assert [c.args["tag"] for c in built] == [f"boincserver-demo/{s}:{__version__}" for s in project.SERVICES]
+    for call, service in zip(built, project.SERVICES):
+        assert call.args["context"] == demo.dir
+        assert call.args["dockerfile"] == demo.dir / "images" / service / "Dockerfile"
+        assert call.args["build_args"] == {"PROJECT": "demo", "BOINC_USER": "boincadm", "PROJECT_ROOT": ROOT}
+        assert call.args["labels"][project.PROJECT_INPUTS_LABEL] == project.project_inputs_digest(demo, service)
+    assert result.project_built == list(project.SERVICES) and result.base_built == []
+    assert not demo.engine.named("pull", "push_image", "run", "exec")
+    # Nothing changed: nothing is built again.
+    demo.engine.calls.clear()
+    assert project.build(demo, context.Silent()).project_built == []
+    assert not demo.engine.named("build_image")
+    # A changed overlay rebuilds the images.
+    (demo.dir / "images" / "apache" / "extra.conf").write_text("# more\n")
+    assert project.build(demo, context.Silent()).project_built == list(project.SERVICES)
+
+
+def test_build_pushes_by_content_tag_and_another_machine_pulls_instead_of_building(tmp_path):
+    p = make_project(tmp_path, registry="127.0.0.1:5000/ci")
+    project.build(p, context.Silent(), tags=["v1"], push=True)
+    digest = project.project_inputs_digest(p, "apache")
+    content = f"127.0.0.1:5000/ci/boincserver-demo/apache:{__version__}-in{digest[:20]}"
+    assert content in [c.args["tag"] for c in p.engine.named("pull")]  # looked for before building
+    pushed = [c.args["reference"] for c in p.engine.named("push_image")]
+    assert content in pushed and "127.0.0.1:5000/ci/boincserver-demo/apache:v1" in pushed and len(pushed) == 6
+    # The same folder on a machine with nothing built: pulled by content tag, nothing built.
+    other = context.Project(p.dir, p.settings, RecordingEngine(registry=dict(p.engine.registry)))
+    other.engine.base_images_current()
+    result = project.build(other, context.Silent())
+    assert result.pulled == list(project.SERVICES) and not other.engine.named("build_image")
+    assert other.engine.find("tag_image", "apache").args == {"source": content,
+                                                             "target": f"boincserver-demo/apache:{__version__}"}
+
+
+# -- up -----------------------------------------------------------------------------------------
+def test_up_builds_then_starts_everything_and_waits(demo, serving):
+    result = project.up(demo, context.Silent(), url_base="http://example.org")
+    names = [c.name for c in demo.engine.calls]
+    assert names.index("compose_up") > max(i for i, n in enumerate(names) if n == "build_image")
+    up = demo.engine.find("compose_up")
+    assert up.args["services"] is None and up.args["env"] is None
+    assert load(demo.dir).url_base == "http://example.org"
+    assert "URL_BASE=http://example.org" in (demo.dir / ".env").read_text()
+    assert result.master_url == "http://example.org/demo/"
+    assert serving[-1] == f"http://127.0.0.1:{demo.settings.http_port}/demo_cgi/cgi"
+    assert not demo.engine.named("run", "exec")  # no secret, no key: nothing run in a container
+
+
+def test_up_refuses_a_changed_locked_value_before_writing_anything(demo, serving):
+    created(demo, boinc_user="someone")
+    before = (demo.dir / "boincserver.toml").read_text()
+    with pytest.raises(ProjectError, match="BOINC_USER 'someone' -> 'boincadm'"):
+        project.up(demo, context.Silent(), url_base="http://example.org")
+    assert (demo.dir / "boincserver.toml").read_text() == before
+    assert not demo.engine.named("build_image", "compose_up")
+    read = demo.engine.find("run", context.CREATED_RECORD)
+    assert read.args["volumes"] == [("boincserver-demo_project", "/v", "ro")] and read.args["network"] == "none"
+
+
+def test_up_with_offline_signing_sends_the_public_key_only(tmp_path, serving):
+    keys_dir = tmp_path / "keys"
+    p = make_project(tmp_path, offline_signing_keys=str(keys_dir))
+    p.engine.on("run", "set-public", out={"fingerprint": "ab12"})
+    project.up(p, context.Silent())
+    private = (keys_dir / "code_sign_private").read_text()
+    sent = p.engine.find("run", "set-public")
+    assert sent.args["service"] == "makeproject" and sent.args["dependencies"] is True
+    assert sent.command == ["boincserver-project-setup", "secrets", "set-public", "code_sign"]
+    assert sent.args["stdin"] == (keys_dir / "code_sign_public").read_text().encode()
+    assert p.engine.index(sent) < p.engine.index(p.engine.find("compose_up"))
+    secret_lines = scan.private_hex_lines(private)
+    assert len(secret_lines) > 10
+    assert not any(line in json.dumps(c.args, default=repr) for c in p.engine.calls for line in secret_lines)
+
+
+# -- app add ----------------------------------------------------------------------------------
+def running(p: context.Project) -> context.Project:
+    created(p)
+    p.engine.running |= {"mysql", "apache"}
+    return p
+
+
+def sign_in_makeproject(call):
+    return 0, json.dumps({m: f"signature of {m}" for m in call.command[2:]}).encode(), ""
+
+
+def test_app_add_signs_in_makeproject_and_streams_the_version_into_apache(demo):
+    p = running(demo)
+    wrapper = "/usr/src/boinc/samples/wrapper/wrapper__x86_64-pc-linux-gnu"
+    p.engine.image_files[(pins.base_image("makeproject"), wrapper)] = b"\x7fELF wrapper API_VERSION_8.1.0\0"
+    p.engine.image_files[(pins.base_image("makeproject"), "/usr/lib/x86_64-linux-gnu/libzip.so.4")] = b"libzip"
+    p.engine.on("exec", "boincserver-jobs app-state wordcount", out={"version_dirs": ["1.00"],
+                                                                        "project_xml": "<boinc>\n</boinc>\n"})
+    p.engine.on("run", apps.SIGN_SCRIPT, answer=sign_in_makeproject)
+    p.engine.on("exec", "app-install", out={"daemons_added": ["sample_trivial_validator -app wordcount"]})
+
+    spec = apps.load_example("wordcount")
+    result = apps.add(p, spec)
+
+    assert (result.version, result.daemons_added) == ("1.01", ["sample_trivial_validator -app wordcount"])
+    sign = p.engine.find("run", apps.SIGN_SCRIPT)
+    assert (sign.args["service"], sign.args["entrypoint"], sign.command[1]) == ("makeproject", "python3", apps.SIGN_SCRIPT)
+    install = p.engine.find("exec", "app-install")
+    assert install.args["service"] == "apache" and install.args["user"] == "boincadm"
+    assert install.args["workdir"] == ROOT
+    vdir = "apps/wordcount/1.01/x86_64-pc-linux-gnu"
+    assert install.command[-3:] == ["wordcount", json.dumps([{"cmd": d.cmd, "xml": d.xml()} for d in
+                                                             boinc_apps.app_daemons("wordcount", spec.validator, spec.assimilator)]), vdir]
+    sent = members(install.args["stdin"])
+    worker = (Path(apps.examples_dir()) / "wordcount" / "worker.sh").read_bytes()
+    worker_name = f"{vdir}/wordcount_1.01_x86_64-pc-linux-gnu_worker"
+    assert sent[worker_name] == worker
+    assert sent[worker_name + ".sig"] == f"signature of {hashlib.md5(worker).hexdigest()}".encode()
+    assert any(data == b"libzip" for data in sent.values())
+    assert b"<app>" in sent["project.xml"] and b"<name>wordcount</name>" in sent["project.xml"]
+    assert {f"{vdir}/version.xml", "templates/wordcount_in", "templates/wordcount_out"} <= set(sent)
+    # Signed before anything was sent; one signing run for all the files.
+    assert p.engine.index(sign) < p.engine.index(install) and len(p.engine.named("run")) == 3
+
+
+def test_app_add_with_an_offline_key_signs_here(demo, tmp_path):
+    p = running(demo)
+    key = Path(__file__).parent / "fixtures" / "keys" / "test_only_private_key"
+    p.engine.image_files[(pins.base_image("makeproject"), "/usr/src/boinc/samples/example_app/uc2")] = b"uc2 program"
+    p.engine.on("exec", "app-state", out={"version_dirs": [], "project_xml": "<boinc>\n</boinc>\n"})
+    p.engine.on("exec", "app-install", out={})
+    result = apps.add(p, apps.load_example("uppercase"), key)
+    assert "key file" in result.signed_with
+    assert not [c for c in p.engine.named("run") if c.args["service"] == "makeproject"]  # no key on the server
+    sent = members(p.engine.find("exec", "app-install").args["stdin"])
+    exe = next(n for n, data in sent.items() if data == b"uc2 program")
+    (tmp_path / "exe").write_bytes(sent[exe])
+    public = keys.public_from_private(keys.parse_private_key(key.read_text()))
+    assert keys.verify_file_signature(tmp_path / "exe", sent[exe + ".sig"], public)  # as update_versions checks
+
+
+def test_app_add_on_a_stopped_project_says_so(demo):
+    created(demo)
+    with pytest.raises(ProjectError, match="not running"):
+        apps.add(demo, apps.load_example("uppercase"))
+
+
+# -- submit -------------------------------------------------------------------------------------
+def test_submit_streams_each_input_once_and_the_create_work_lines(demo, tmp_path):
+    p = running(demo)
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "b.txt").write_text("beta\n")
+    jobs_file = tmp_path / "jobs.txt"
+    jobs_file.write_text("a.txt\n--wu-name second b.txt\na.txt\n")
+    p.engine.on("exec", "boincserver-jobs submit", out={"batch": 7, "created": 3, "first": "x_1"})
+
+    result = jobs.submit(p, "uppercase", jobs_file, {"target_nresults": 2, "max_error_results": 3}, "my batch")
+
+    assert (result.batch, result.created, result.files_sent) == (7, 3, 2)
+    call = p.engine.find("exec", "boincserver-jobs submit")
+    assert call.args["service"] == "apache" and call.args["user"] == "boincadm" and call.args["workdir"] == ROOT
+    folder = call.command[6]
+    assert call.command[:2] == ["sh", "-c"] and call.command[3:6] == ["sh", "uppercase", "1"]
+    assert call.command[7:] == ["uppercase", "my batch", "--target_nresults", "2", "--max_error_results", "3",
+                                "--max_total_results", "5"]
+    sent = members(call.args["stdin"])
+    a, b = (bj.staged_name(hashlib.md5(data).hexdigest()) for data in (b"alpha\n", b"beta\n"))
+    inputs = {n: d for n, d in sent.items() if n.startswith("download/")}
+    assert inputs == {f"download/{bj.dir_hier_path(a)}": b"alpha\n", f"download/{bj.dir_hier_path(b)}": b"beta\n"}
+    prefix = "uppercase_" + hashlib.sha256(jobs_file.read_bytes()).hexdigest()[:12]  # the same file, the same names
+    assert sent[f"{folder}/jobs.txt"].decode().splitlines() == [
+        f"--wu_name {prefix}_1 {a}", f"--wu_name second {b}", f"--wu_name {prefix}_3 {a}"]
+
+
+def test_submit_checks_everything_before_docker(demo, tmp_path):
+    p = running(demo)
+    jobs_file = tmp_path / "jobs.txt"
+    jobs_file.write_text("missing.txt\n")
+    with pytest.raises(InvalidInput, match="line 1: input file missing.txt does not exist"):
+        jobs.submit(p, "uppercase", jobs_file)
+    (tmp_path / "here.txt").write_text("x")
+    jobs_file.write_text("here.txt\n")
+    with pytest.raises(InvalidInput, match="max-error-results"):
+        jobs.submit(p, "uppercase", jobs_file, {"max_error_results": 0})
+    assert p.engine.calls == []
+
+
+# -- backup and restore -----------------------------------------------------------------------
+def answer_backup(engine: RecordingEngine) -> None:
+    engine.on("run", "-C /run/boincserver/secrets", out=b"SECRETS-TAR")
+    engine.on("exec", "mariadb-dump", out=b"CREATE DATABASE demo;")
+    engine.on("run", "-C /run/boincserver/project", out=b"PROJECT-TAR" * 100_000)  # over one 1 MiB piece
+    engine.on("run", f"-C {ROOT}/results", out=b"RESULTS-TAR")
+
+
+def read_backup(path: Path) -> dict[str, bytes]:
+    with open(path, "rb") as src:
+        r = sealed.OpenedReader(src, PASSPHRASE)
+        got = {}
+        while (name := sealed.next_section(r)) is not None:
+            got[name] = b"".join(sealed.section_chunks(r))
+    return got
+
+
+def test_backup_streams_the_dump_and_the_volumes_into_one_sealed_file(demo, tmp_path):
+    p = running(demo)
+    p.engine.running.discard("mysql")
+    answer_backup(p.engine)
+    result = backup.backup(p, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+
+    assert p.engine.find("compose_up").args["services"] == ["mysql"]  # the dump needs MariaDB
+    tars = [c for c in p.engine.named("run") if c.args["entrypoint"] == "tar"]
+    assert [(c.args["service"], c.command) for c in tars] == [
+        ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-cf", "-", "."]),
+        ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-cf", "-", "."]),
+        ("apache", ["-C", f"{ROOT}/results", "--numeric-owner", "-cf", "-", "."])]
+    assert all(c.args["dependencies"] is False for c in tars)
+    dump = p.engine.find("exec", "mariadb-dump")
+    assert dump.args["service"] == "mysql" and dump.command[-2:] == ["--databases", "demo"]
+    got = read_backup(tmp_path / "demo.backup")
+    assert list(got) == ["manifest", "secrets", "database", "project", "results"]
+    assert got["secrets"] == b"SECRETS-TAR" and got["database"] == b"CREATE DATABASE demo;"
+    assert got["project"] == b"PROJECT-TAR" * 100_000 and got["results"] == b"RESULTS-TAR"
+    manifest = json.loads(got["manifest"])
+    assert manifest["locked"] == p.settings.locked_values() and manifest["boincserver"] == __version__
+    assert result.sections["project"] == len(got["project"])
+    assert ((tmp_path / "demo.backup").stat().st_mode & 0o777) == 0o600
+
+
+def test_a_failed_dump_leaves_no_backup_file(demo, tmp_path):
+    p = running(demo)
+    answer_backup(p.engine)
+    p.engine.on("exec", "mariadb-dump", code=2, err="mariadb-dump: Got error: 1045")
+    with pytest.raises(DockerError, match="1045"):
+        backup.backup(p, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+    assert list(tmp_path.glob("demo.backup*")) == []
+
+
+def test_restore_feeds_each_section_to_its_place_then_gives_the_database_user_its_password(demo, tmp_path):
+    source = running(make_project(tmp_path / "old"))
+    answer_backup(source.engine)
+    backup.backup(source, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+
+    p = demo  # a fresh folder, no data yet
+    result = backup.restore(p, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+
+    assert result["restored"] == ["secrets", "database", "project", "results"]
+    fed = [(c.args.get("service"), c.command, c.args["stdin"]) for c in p.engine.commands()
+           if c.args["stdin"] is not None]
+    assert fed[:4] == [
+        ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-xpf", "-"], b"SECRETS-TAR"),
+        ("mysql", ["mariadb"], b"CREATE DATABASE demo;"),
+        ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-xpf", "-"], b"PROJECT-TAR" * 100_000),
+        ("apache", ["-C", f"{ROOT}/results", "--numeric-owner", "-xpf", "-"], b"RESULTS-TAR")]
+    db_user = p.engine.commands()[-1]
+    assert (db_user.args["service"], db_user.args["entrypoint"]) == ("makeproject", "python3")
+    assert db_user.command == ["-", "boincadm", "demo", "/run/boincserver/secrets/" +
+                               backup.secrets.catalogue()["db"].paths[0]]
+    assert db_user.args["stdin"] == backup.DB_USER_SCRIPT
+
+
+def test_restore_refuses_a_project_with_data_and_a_wrong_passphrase(demo, tmp_path):
+    source = running(make_project(tmp_path / "old"))
+    answer_backup(source.engine)
+    backup.backup(source, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+    with pytest.raises(InvalidInput, match="wrong passphrase"):
+        backup.restore(demo, context.Silent(), tmp_path / "demo.backup", "not the passphrase")
+    created(demo)
+    with pytest.raises(ProjectError, match="already has data"):
+        backup.restore(demo, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+    assert not [c for c in demo.engine.commands() if c.args["stdin"] is not None]
+
+
+# -- upgrade --------------------------------------------------------------------------------
+def test_upgrade_backs_up_rebuilds_restarts_then_runs_upgrade_db_and_records_the_pins(tmp_path, serving):
+    p = running(make_project(tmp_path, boincserver_version="0.0.9"))
+    p.engine.volumes[p.volume("project")][context.CREATED_RECORD] = json.dumps(
+        {"project": "demo", "boinc_user": "boincadm", "project_root": ROOT, "boinc_commit": "0" * 40}).encode()
+    answer_backup(p.engine)
+    p.engine.on("exec", "php upgrade_db.php", out=b"Performing database updates\ndone\n")
+    p.engine.on("exec", "cat", out=b"27030\n")
+
+    result = upgrade.upgrade(p, context.Silent(), PASSPHRASE, tmp_path / "before.backup")
+
+    assert result["upgraded"] is True and result["db_revision"] == "27030"
+    assert read_backup(tmp_path / "before.backup")["database"] == b"CREATE DATABASE demo;"
+    order = [p.engine.index(c) for c in (p.engine.find("exec", "mariadb-dump"), p.engine.named("build_image")[0],
+                                         p.engine.named("compose_up")[-1], p.engine.find("exec", "upgrade_db.php"))]
+    assert order == sorted(order)
+    php = p.engine.find("exec", "upgrade_db.php")
+    assert php.args["user"] == "boincadm" and php.args["workdir"] == f"{ROOT}/html/ops"
+    assert php.args["stdin"] == b"y\n"  # its one question, answered
+    record = p.engine.commands()[-1]
+    assert record.args["user"] == "root" and record.command[-1] == f"{ROOT}/{upgrade.PINS_RECORD}"
+    written = json.loads(record.args["stdin"])
+    assert written["db_revision"] == "27030" and written["boinc_commit"] == pins.BOINC_COMMIT
+    assert written["from"]["boinc_commit"] == "0" * 40
+    assert load(p.dir).boincserver_version == __version__
+
+
+def test_upgrade_on_the_same_pins_changes_nothing(demo, serving):
+    p = running(demo)
+    p.engine.volumes[p.volume("project")][upgrade.PINS_RECORD] = json.dumps(upgrade.target_pins()).encode()
+    result = upgrade.upgrade(p, context.Silent(), PASSPHRASE)
+    assert result["upgraded"] is False and "nothing to do" in result["message"]
+    assert not p.engine.named("build_image", "compose_up", "exec")
+    assert [c.command[2] for c in p.engine.named("run")] == [f"/v/{context.CREATED_RECORD}",
+                                                              f"/v/{upgrade.PINS_RECORD}"]

@@ -6,6 +6,7 @@ Every error case checks that nothing was created: no workunit row, no batch row.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,21 @@ def test_app_add_registers_signed_version_and_daemons(apps_ready: Stack):
     assert "<file_signature>" in xml and "<api_version>8.3.0</api_version>" in xml
 
 
+def newest_version(stack: Stack, app: str) -> int:
+    """The app's newest version number as BOINC stores it (1.02 is 102)."""
+    apps = {a["name"]: a for a in json.loads(run_cli("app", "list", "--json", cwd=stack.dir).stdout)}
+    return max(v["version"] for v in apps[app]["versions"])
+
+
 def test_a_second_add_is_the_next_version(apps_ready: Stack):
-    out = run_cli("app", "add", "uppercase", "--example", "uppercase", "--json", cwd=apps_ready.dir).stdout
-    assert json.loads(out)["version"] != "1.00"
-    assert json.loads(out)["daemons_added"] == []
+    # Adds a version to the shared project; no other test depends on how many it has.
+    before = newest_version(apps_ready, "uppercase")
+    out = json.loads(run_cli("app", "add", "uppercase", "--example", "uppercase", "--json",
+                             cwd=apps_ready.dir).stdout)
+    after = newest_version(apps_ready, "uppercase")
+    assert after > before
+    assert out["version"] == f"{after // 100}.{after % 100:02d}"
+    assert out["daemons_added"] == []
 
 
 def test_app_add_with_a_missing_executable_fails_cleanly(apps_ready: Stack, tmp_path):
@@ -112,6 +124,15 @@ def test_submit_is_one_batch_in_the_download_hierarchy_and_twice_is_refused(apps
     result = json.loads(run_cli("submit", "uppercase", "--jobs", jobs, "--max-error-results", "3",
                                 "--batch-name", "test batch", "--json", cwd=stack.dir).stdout)
     batch = result["batch"]
+    try:
+        check_batch_submitted_refused_again_and_aborted(stack, jobs, result)
+    finally:
+        # 41 pending jobs would otherwise go to the real client of test_client_e2e.py.
+        run_cli("batch", "abort", batch, cwd=stack.dir, check=False)
+
+
+def check_batch_submitted_refused_again_and_aborted(stack: Stack, jobs: Path, result: dict) -> None:
+    batch = result["batch"]
     assert batch > 0 and result["created"] == 41
     assert result["files_sent"] == 40  # in0.txt twice: sent once
     assert count(stack, "workunit", f"batch={batch}") == 41
@@ -166,7 +187,11 @@ def test_app_add_with_the_signing_key_kept_offline(tmp_path):
         public = bk.parse_public_key((keys / "code_sign_public").read_text())
         xml = sql(folder, folder.name, "SELECT xml_doc FROM app_version")
         signature = xml.split("<file_signature>")[1].split("</file_signature>")[0].replace("\\n", "\n")
-        uc2 = apache_sh(folder, "cat $PROJECT_ROOT/download/uppercase_1.00_x86_64-pc-linux-gnu_main | md5sum").split()[0]
-        assert bk._verify_md5_hex(uc2, signature, public)
+        uc2 = tmp_path / "uc2"
+        uc2.write_bytes(subprocess.run(
+            ["docker", "compose", "exec", "-T", "apache", "sh", "-c",
+             "cat $PROJECT_ROOT/download/uppercase_1.00_x86_64-pc-linux-gnu_main"],
+            cwd=folder, capture_output=True, check=True).stdout)
+        assert bk.verify_file_signature(uc2, signature, public)
     finally:
         run_cli("down", "--volumes", "--yes", cwd=folder, check=False)

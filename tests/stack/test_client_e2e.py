@@ -24,7 +24,9 @@ def wait_done(stack: Stack, client, wu: str) -> dict:
     job = {}
     while time.monotonic() < deadline:
         done = run_cli("results", "--wu", wu, "--json", cwd=stack.dir, check=False)
-        job = json.loads(done.stdout)["jobs"][0] if done.stdout.strip().startswith("{") else {}
+        # Exit 2 is a failed job (reported below); anything else but 0 is `results` failing.
+        assert done.returncode in (0, 2), f"boincserver results failed:\n{done.stdout}\n{done.stderr}"
+        job = json.loads(done.stdout)["jobs"][0]
         if job.get("state") in ("done", "failed"):
             return job
         if time.monotonic() - last_update > 20:

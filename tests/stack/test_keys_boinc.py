@@ -1,37 +1,49 @@
 """boincserver.boinc.keys against BOINC's own crypt_prog, run in the makeproject image.
 
 Both directions: keys and signatures made here are accepted by crypt_prog, and keys made by
-crypt_prog load here and sign exactly as crypt_prog does.
+crypt_prog load here and sign exactly as crypt_prog does. Without a Docker engine or the BOINC
+source they skip (tests/stack/conftest.py); without the image they build it first.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from boincserver import pins
+from boincserver import __version__, pins
 from boincserver.boinc import keys
+
+from .conftest import run_cli
 
 IMAGE = pins.base_image("makeproject")
 CRYPT_PROG = "/usr/src/boinc/lib/crypt_prog"  # inside the image
 
 
-def _skip_reason() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker client on this machine"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine reachable"
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def makeproject_image(tmp_path_factory) -> str:
+    """The pinned makeproject image; built here when no earlier test or session has built it.
+
+    (These tests used to skip when it was missing, which made them depend on the order and the
+    history of the runs.)"""
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"image {IMAGE} is not built (run `boincserver build`)"
-    return None
-
-
-SKIP = _skip_reason()
-pytestmark = [pytest.mark.docker, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
+        folder = tmp_path_factory.mktemp("keys") / f"kb_{os.getpid()}"
+        run_cli("init", folder)
+        try:
+            run_cli("build", cwd=folder)
+        finally:
+            # Only the base images are wanted; the project's own images go again.
+            for service in ("mysql", "makeproject", "apache"):
+                subprocess.run(["docker", "image", "rm", f"boincserver-{folder.name}/{service}:{__version__}"],
+                               capture_output=True)
+    assert subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode == 0, \
+        f"{IMAGE} is still missing after `boincserver build`"
+    return IMAGE
 
 
 def crypt_prog(folder: Path, *args: str) -> subprocess.CompletedProcess:

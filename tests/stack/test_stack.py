@@ -1,6 +1,8 @@
 """The real stack: MariaDB, the makeproject job, Apache with BOINC's daemons.
 
-Tests run in file order on one stack (see conftest.py); each leaves it serving.
+The tests share one stack (see conftest.py) and may run in any order: a test that changes the
+stack (URL, overlays, rows, files) puts it back as it found it, and a test that needs data makes
+it itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import urllib.request
 
 from boincserver import __version__, pins
 
-from .conftest import Stack, apache_sh, compose, run_cli, sql
+from .conftest import CLI, Stack, apache_sh, compose, run_cli, sql
 
 
 def get(url: str, host: str | None = None, auth: tuple[str, str] | None = None) -> tuple[int, str]:
@@ -40,6 +42,19 @@ def image_ids(stack: Stack) -> dict[str, str]:
 
 def config_value(stack: Stack, tag: str) -> str:
     return apache_sh(stack.dir, f"sed -n 's:.*<{tag}>\\(.*\\)</{tag}>.*:\\1:p' $PROJECT_ROOT/config.xml").strip()
+
+
+def insert_workunit(stack: Stack, name: str, xml_doc: str) -> None:
+    """A workunit row as create_work stores it (appid 0: no app is needed)."""
+    sql(stack.dir, stack.project,
+        "INSERT INTO workunit (create_time, appid, name, xml_doc, rsc_fpops_est, rsc_fpops_bound, "
+        "rsc_memory_bound, rsc_disk_bound, delay_bound, priority, batch, target_nresults, "
+        "min_quorum, max_error_results, max_total_results, max_success_results) VALUES "
+        f"(UNIX_TIMESTAMP(), 0, '{name}', '{xml_doc}', 1e9, 1e10, 1e8, 1e8, 3600, 0, 0, 1, 1, 1, 1, 1)")
+
+
+def delete_workunit(stack: Stack, name: str) -> None:
+    sql(stack.dir, stack.project, f"DELETE FROM workunit WHERE name='{name}'")
 
 
 def test_home_page_scheduler_and_daemons(stack: Stack):
@@ -84,18 +99,23 @@ def test_warm_up_builds_nothing_and_keeps_serving(stack: Stack):
 
 
 def test_url_change_reaches_files_database_and_scheduler_without_rebuild(stack: Stack):
-    old = f"http://127.0.0.1:{stack.port}"
+    old = stack.local
     new = f"http://127.0.0.2:{stack.port}"
+    assert config_value(stack, "master_url") == f"{old}/{stack.project}/"
     # A workunit row made under the old URL, as create_work stores it.
-    sql(stack.dir, stack.project,
-        "INSERT INTO workunit (create_time, appid, name, xml_doc, rsc_fpops_est, rsc_fpops_bound, "
-        "rsc_memory_bound, rsc_disk_bound, delay_bound, priority, batch, target_nresults, "
-        "min_quorum, max_error_results, max_total_results, max_success_results) VALUES "
-        f"(UNIX_TIMESTAMP(), 0, 'url_probe', '<file_info><url>{old}/{stack.project}/download/x</url></file_info>', "
-        "1e9, 1e10, 1e8, 1e8, 3600, 0, 0, 1, 1, 1, 1, 1)")
-    before = image_ids(stack)
-    run_cli("up", "--url-base", new + "/", cwd=stack.dir)
-    assert image_ids(stack) == before, "a URL change rebuilt an image"
+    insert_workunit(stack, "url_probe", f"<file_info><url>{old}/{stack.project}/download/x</url></file_info>")
+    try:
+        before = image_ids(stack)
+        run_cli("up", "--url-base", new + "/", cwd=stack.dir)
+        assert image_ids(stack) == before, "a URL change rebuilt an image"
+        check_url_changed(stack, old, new)
+    finally:
+        run_cli("up", "--url-base", old, cwd=stack.dir)
+        delete_workunit(stack, "url_probe")
+    assert config_value(stack, "master_url") == f"{old}/{stack.project}/"
+
+
+def check_url_changed(stack: Stack, old: str, new: str) -> None:
     assert config_value(stack, "master_url") == f"{new}/{stack.project}/"
     assert config_value(stack, "upload_url") == f"{new}/{stack.project}_cgi/file_upload_handler"
     schedulers = apache_sh(stack.dir, "cat $PROJECT_ROOT/html/user/schedulers.txt")
@@ -109,35 +129,52 @@ def test_url_change_reaches_files_database_and_scheduler_without_rebuild(stack: 
 
 
 def test_plain_compose_applies_url_base(stack: Stack):
+    own = config_value(stack, "master_url")
     third = f"http://127.0.0.3:{stack.port}"
+    assert own != f"{third}/{stack.project}/"
     compose(stack.dir, "build")
-    compose(stack.dir, "up", "-d", "--wait", env={"URL_BASE": third})
-    assert config_value(stack, "master_url") == f"{third}/{stack.project}/"
-    # boincserver's own setting wins again at its next up.
-    run_cli("up", cwd=stack.dir)
-    assert config_value(stack, "master_url") == f"http://127.0.0.2:{stack.port}/{stack.project}/"
+    try:
+        compose(stack.dir, "up", "-d", "--wait", env={"URL_BASE": third})
+        assert config_value(stack, "master_url") == f"{third}/{stack.project}/"
+    finally:
+        # boincserver's own setting wins again at its next up.
+        run_cli("up", cwd=stack.dir)
+    assert config_value(stack, "master_url") == own
 
 
 def test_overlays_reach_the_volume_and_the_service(stack: Stack):
-    # What the running project made must survive the overlay being applied.
-    apache_sh(stack.dir, "echo made-by-project > $PROJECT_ROOT/upload/probe.txt")
-    (stack.dir / "hello.html").write_text("<p>hello from ${project} at ${URL_BASE}</p>\n")
-    (stack.dir / "project.conf.txt").write_text("served by ${project}\n")
     mk = stack.dir / "images/makeproject/Dockerfile"
-    mk.write_text(mk.read_text() + "COPY hello.html $PROJECT_ROOT/html/user/hello.html\n"
-                  "COPY project.conf.txt $PROJECT_ROOT/html/user/${project}_note.txt\n")
     ap = stack.dir / "images/apache/Dockerfile"
-    ap.write_text(ap.read_text() + "RUN apt-get update && apt-get install -y --no-install-recommends jq "
-                  "&& rm -rf /var/lib/apt/lists/*\n")
-    bases = {k: v for k, v in image_ids(stack).items() if k.startswith("boincserver/")}
-    run_cli("up", cwd=stack.dir)
-    assert {k: v for k, v in image_ids(stack).items() if k.startswith("boincserver/")} == bases, \
-        "a project change rebuilt a base image"
-    status, page = get(f"{stack.local}/{stack.project}/hello.html")
-    assert status == 200 and "hello from" in page
-    assert apache_sh(stack.dir, "cat $PROJECT_ROOT/upload/probe.txt").strip() == "made-by-project"
-    assert "jq-" in apache_sh(stack.dir, "jq --version")
-    assert get(f"{stack.local}/{stack.project}/")[0] == 200
+    originals = {mk: mk.read_text(), ap: ap.read_text()}
+    added = [stack.dir / "hello.html", stack.dir / "project.conf.txt"]
+    # What the running project made must survive the overlay being applied.
+    apache_sh(stack.dir, "echo made-by-project > $PROJECT_ROOT/upload/overlay_probe.txt")
+    try:
+        added[0].write_text("<p>hello from ${project} at ${URL_BASE}</p>\n")
+        added[1].write_text("served by ${project}\n")
+        mk.write_text(originals[mk] + "COPY hello.html $PROJECT_ROOT/html/user/hello.html\n"
+                      "COPY project.conf.txt $PROJECT_ROOT/html/user/${project}_note.txt\n")
+        ap.write_text(originals[ap] + "RUN apt-get update && apt-get install -y --no-install-recommends jq "
+                      "&& rm -rf /var/lib/apt/lists/*\n")
+        bases = {k: v for k, v in image_ids(stack).items() if k.startswith("boincserver/")}
+        run_cli("up", cwd=stack.dir)
+        assert {k: v for k, v in image_ids(stack).items() if k.startswith("boincserver/")} == bases, \
+            "a project change rebuilt a base image"
+        status, page = get(f"{stack.local}/{stack.project}/hello.html")
+        assert status == 200 and "hello from" in page
+        assert apache_sh(stack.dir, "cat $PROJECT_ROOT/upload/overlay_probe.txt").strip() == "made-by-project"
+        assert "jq-" in apache_sh(stack.dir, "jq --version")
+        assert get(f"{stack.local}/{stack.project}/")[0] == 200
+    finally:
+        # The project as it was: its own overlays, images and served files.
+        for path, text in originals.items():
+            path.write_text(text)
+        for path in added:
+            path.unlink(missing_ok=True)
+        run_cli("up", cwd=stack.dir)
+        apache_sh(stack.dir, "rm -f $PROJECT_ROOT/upload/overlay_probe.txt $PROJECT_ROOT/html/user/hello.html "
+                             f"$PROJECT_ROOT/html/user/{stack.project}_note.txt")
+    assert get(f"{stack.local}/{stack.project}/hello.html")[0] == 404
 
 
 def test_locked_values_are_refused_and_nothing_changes(stack: Stack):
@@ -160,17 +197,26 @@ def test_locked_values_are_refused_and_nothing_changes(stack: Stack):
 
 
 def test_down_then_up_keeps_database_files_and_secrets(stack: Stack):
-    secret_before = compose(stack.dir, "run", "--rm", "--no-deps", "--entrypoint", "cat", "makeproject",
-                            "/run/boincserver/secrets/db_password").stdout
-    keys_before = apache_sh(stack.dir, "md5sum /run/boincserver/secrets/keys/upload_public")
-    run_cli("down", cwd=stack.dir)
-    assert compose(stack.dir, "ps", "-q").stdout.strip() == ""
-    run_cli("up", cwd=stack.dir)
-    assert "url_probe" in sql(stack.dir, stack.project, "SELECT name FROM workunit")
-    assert apache_sh(stack.dir, "cat $PROJECT_ROOT/upload/probe.txt").strip() == "made-by-project"
-    assert compose(stack.dir, "run", "--rm", "--no-deps", "--entrypoint", "cat", "makeproject",
-                   "/run/boincserver/secrets/db_password").stdout == secret_before
-    assert apache_sh(stack.dir, "md5sum /run/boincserver/secrets/keys/upload_public") == keys_before
+    # Data of this test's own, in the database and in the project volume.
+    insert_workunit(stack, "kept_probe", "<workunit/>")
+    apache_sh(stack.dir, "echo made-by-project > $PROJECT_ROOT/upload/kept_probe.txt")
+    try:
+        secret_before = compose(stack.dir, "run", "--rm", "--no-deps", "--entrypoint", "cat", "makeproject",
+                                "/run/boincserver/secrets/db_password").stdout
+        assert secret_before.strip()
+        keys_before = apache_sh(stack.dir, "md5sum /run/boincserver/secrets/keys/upload_public")
+        run_cli("down", cwd=stack.dir)
+        assert compose(stack.dir, "ps", "-q").stdout.strip() == ""
+        run_cli("up", cwd=stack.dir)
+        assert "kept_probe" in sql(stack.dir, stack.project, "SELECT name FROM workunit").split()
+        assert apache_sh(stack.dir, "cat $PROJECT_ROOT/upload/kept_probe.txt").strip() == "made-by-project"
+        assert compose(stack.dir, "run", "--rm", "--no-deps", "--entrypoint", "cat", "makeproject",
+                       "/run/boincserver/secrets/db_password").stdout == secret_before
+        assert apache_sh(stack.dir, "md5sum /run/boincserver/secrets/keys/upload_public") == keys_before
+    finally:
+        run_cli("up", cwd=stack.dir)  # serving again, even when the test failed while it was down
+        delete_workunit(stack, "kept_probe")
+        apache_sh(stack.dir, "rm -f $PROJECT_ROOT/upload/kept_probe.txt")
 
 
 def test_port_taken_is_refused_before_anything_starts(stack: Stack, tmp_path):
@@ -213,6 +259,6 @@ def test_exec_logs_and_shell_reach_the_services(stack: Stack):
     assert run_cli("exec", "--root", "apache", "whoami", cwd=stack.dir).stdout.strip() == "root"
     logs = run_cli("logs", "--tail", "50", "makeproject", cwd=stack.dir).stdout
     assert "[makeproject] ready:" in logs
-    done = subprocess.run([*__import__("sys").executable.split(), "-m", "boincserver", "shell"], cwd=stack.dir,
+    done = subprocess.run([*CLI, "shell"], cwd=stack.dir,
                           input="echo inside-$(hostname)\n", capture_output=True, text=True, timeout=60)
     assert "inside-boincserver" in done.stdout

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -183,14 +184,25 @@ def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, f
     return feed
 
 
-def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
-            options: dict, batch_name: str | None) -> SubmitResult:
-    started = time.monotonic()
+@contextmanager
+def _refusals(prefix: str = ""):
+    """BOINC's rules broken by an argument, as our InvalidInput."""
     try:
-        cw_options = bj.check_options(options)
-        cw_args = bj.create_work_args(app, cw_options, use_stdin=False)[3:]
-    except bj.JobsError as exc:
-        raise InvalidInput(str(exc)) from None
+        yield
+    except (bj.JobsError, boinc_apps.AppError) as exc:
+        raise InvalidInput(prefix + str(exc)) from None
+
+
+def _option_args(options: dict | None) -> list[str]:
+    """create_work's options for every job of the run: checked once, here, before anything
+    is read or sent, and passed on as its arguments (boincserver-jobs submit appends them)."""
+    with _refusals():
+        return bj.create_work_option_args(options or {})
+
+
+def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
+            option_args: list[str], batch_name: str | None) -> SubmitResult:
+    started = time.monotonic()
     folder = f"tmp_boincserver/boincserver-submit-{uuid.uuid4().hex}"
     with tempfile.TemporaryFile("w+b") as stdin_lines:
         feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines)
@@ -198,35 +210,24 @@ def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, pref
                   'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
         result = helper_answer(in_apache(
             project, ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
-                      folder, app, batch_name or "-"] + cw_args, stdin=feed))
+                      folder, app, batch_name or "-"] + option_args, stdin=feed))
     return SubmitResult(app, result["batch"], result["created"], feed.files, feed.bytes,  # type: ignore[attr-defined]
                         time.monotonic() - started, result.get("first"))
-
-
-def _check_app_name(app: str) -> None:
-    try:
-        boinc_apps.check_app_name(app)
-    except boinc_apps.AppError as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 def submit(project: Project, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,
            wu_prefix: str | None = None, dry_run: bool = False) -> SubmitResult:
     """All the jobs of a jobs file as one BOINC batch, or nothing."""
     started = time.monotonic()
-    _check_app_name(app)
+    with _refusals():
+        boinc_apps.check_app_name(app)
+    option_args = _option_args(options)
     jobs_file = Path(jobs_file)
-    try:
-        bj.check_options(options or {})
-    except bj.JobsError as exc:
-        raise InvalidInput(str(exc)) from None
     checked = check_jobs_file(jobs_file)
     # Names follow from the file's content: the same file submitted twice is caught.
     prefix = wu_prefix or f"{app}_{checked.digest[:12]}"
-    try:
+    with _refusals("--wu-prefix: "):
         bj.check_wu_name(f"{prefix}_1")
-    except bj.JobsError as exc:
-        raise InvalidInput(f"--wu-prefix: {exc}") from None
     jobs = (j for j in bj.parse_jobs(_lines(jobs_file)) if isinstance(j, bj.Job))
     if dry_run:
         with tempfile.TemporaryFile("w+b") as stdin_lines, open(os.devnull, "wb") as sink:
@@ -235,7 +236,7 @@ def submit(project: Project, app: str, jobs_file: Path, options: dict | None = N
         return SubmitResult(app, 0, checked.jobs, feed.files, feed.bytes,  # type: ignore[attr-defined]
                             time.monotonic() - started, f"{prefix}_1", dry_run=True)
     name = batch_name or f"{app} {jobs_file.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    result = _submit(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, options or {}, name)
+    result = _submit(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, option_args, name)
     result.seconds = time.monotonic() - started
     return result
 
@@ -243,28 +244,24 @@ def submit(project: Project, app: str, jobs_file: Path, options: dict | None = N
 def create_work(project: Project, app: str, files: list[Path], wu_name: str | None = None,
                 command_line: str | None = None, options: dict | None = None) -> SubmitResult:
     """One job (no batch), through the same path as submit."""
-    _check_app_name(app)
     options = dict(options or {})
-    priority = options.pop("priority", None)
+    priority = options.pop("priority", None)  # the job's own, on its line; the rest are the run's
     job = bj.Job(files=[str(Path(f).absolute()) for f in files], wu_name=wu_name,
                  command_line=command_line, priority=priority, lineno=1)
-    try:
+    with _refusals():
+        boinc_apps.check_app_name(app)
         if wu_name:
             bj.check_wu_name(wu_name)
-        bj.check_options(options)
-    except bj.JobsError as exc:
-        raise InvalidInput(str(exc)) from None
+    option_args = _option_args(options)
     if not files:
         raise InvalidInput("create-work needs the job's input files")
     for f in files:
         if not Path(f).is_file():
             raise InvalidInput(f"input file {f} does not exist; no job was created")
-    try:
+    with _refusals():
         bj.stdin_line(wu_name or "x", ["x"] * len(files), command_line, priority)
-    except bj.JobsError as exc:
-        raise InvalidInput(str(exc)) from None
     prefix = f"{app}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
-    result = _submit(project, app, [job], Path("/"), prefix, {len(files)}, options, None)
+    result = _submit(project, app, [job], Path("/"), prefix, {len(files)}, option_args, None)
     result.first = wu_name or f"{prefix}_1"
     return result
 

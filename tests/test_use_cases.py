@@ -260,6 +260,21 @@ def test_submit_streams_each_input_once_and_the_create_work_lines(demo, tmp_path
         f"--wu_name {prefix}_1 {a}", f"--wu_name second {b}", f"--wu_name {prefix}_3 {a}"]
 
 
+def test_create_work_is_one_job_without_a_batch_its_priority_on_its_line(demo, tmp_path):
+    p = running(demo)
+    (tmp_path / "in.txt").write_text("one\n")
+    p.engine.on("exec", "boincserver-jobs submit", out={"batch": 0, "created": 1, "first": "one_job"})
+    result = jobs.create_work(p, "uppercase", [tmp_path / "in.txt"], "one_job", "-v",
+                              {"priority": 5, "delay_bound": 3600})
+    call = p.engine.find("exec", "boincserver-jobs submit")
+    folder = call.command[6]
+    assert call.command[7:] == ["uppercase", "-", "--delay_bound", "3600"]
+    staged = bj.staged_name(hashlib.md5(b"one\n").hexdigest())
+    assert members(call.args["stdin"])[f"{folder}/jobs.txt"].decode().splitlines() == [
+        bj.stdin_line("one_job", [staged], "-v", 5)]
+    assert (result.batch, result.first) == (0, "one_job")
+
+
 def test_submit_checks_everything_before_docker(demo, tmp_path):
     p = running(demo)
     jobs_file = tmp_path / "jobs.txt"

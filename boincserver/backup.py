@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from boincserver import __version__, pins, secrets
 from boincserver.context import Project, Reporter, check_docker, created_record, service_running
@@ -29,6 +30,7 @@ from boincserver.sealed import (OpenedReader, SealedWriter, SectionFeed, end_sec
                                 section_chunks, write_section)
 
 FORMAT = 1
+SECTIONS = ("secrets", "database", "project", "results")  # after the manifest, in this order
 PROJECT_MOUNT = "/run/boincserver/project"  # where the makeproject service has the project volume
 SECRETS_MOUNT = "/run/boincserver/secrets"  # and the secrets volume
 # Run by python3 in a one-shot makeproject container, read from stdin: the project's MariaDB
@@ -56,9 +58,25 @@ class BackupResult:
     seconds: float = 0.0
 
 
-def _dump_command(project: Project) -> list[str]:
-    return ["mariadb-dump", "--single-transaction", "--quick", "--routines", "--triggers",
-            "--databases", project.settings.project]
+def volume_places(project: Project) -> dict[str, tuple[str, str]]:
+    """Each volume a backup holds, by section: the service that mounts it, and where."""
+    return {"secrets": ("makeproject", SECRETS_MOUNT), "project": ("makeproject", PROJECT_MOUNT),
+            "results": ("apache", f"{project.settings.project_root}/results")}
+
+
+def _back_up_section(project: Project, reporter: Reporter, w: SealedWriter, name: str) -> int:
+    """One section streamed into the writer: the database's dump, or a volume's tar."""
+    def into_section(src: IO[bytes]) -> int:
+        return write_section(w, name, read_stream(src))
+    if name == "database":
+        reporter.step("backing up the database (mariadb-dump, one consistent transaction)")
+        return project.engine.exec("mysql", ["mariadb-dump", "--single-transaction", "--quick", "--routines",
+                                             "--triggers", "--databases", project.settings.project],
+                                   consume=into_section).out
+    reporter.step(f"backing up the {name} volume")
+    service, path = volume_places(project)[name]
+    return project.engine.run(["-C", path, "--numeric-owner", "-cf", "-", "."], service=service, entrypoint="tar",
+                              consume=into_section).out
 
 
 def _ensure_mysql(project: Project, reporter: Reporter) -> None:
@@ -95,21 +113,8 @@ def backup(project: Project, reporter: Reporter, file: Path, passphrase: str) ->
         with os.fdopen(fd, "wb") as out:
             w = SealedWriter(out, passphrase)
             result.sections["manifest"] = write_section(w, "manifest", [json.dumps(manifest(project)).encode()])
-            reporter.step("backing up the secrets volume")
-            result.sections["secrets"] = project.engine.run(
-                ["-C", SECRETS_MOUNT, "--numeric-owner", "-cf", "-", "."], service="makeproject", entrypoint="tar",
-                consume=lambda src: write_section(w, "secrets", read_stream(src))).out
-            reporter.step("backing up the database (mariadb-dump, one consistent transaction)")
-            result.sections["database"] = project.engine.exec(
-                "mysql", _dump_command(project), consume=lambda src: write_section(w, "database", read_stream(src))).out
-            reporter.step("backing up the project volume")
-            result.sections["project"] = project.engine.run(
-                ["-C", PROJECT_MOUNT, "--numeric-owner", "-cf", "-", "."], service="makeproject", entrypoint="tar",
-                consume=lambda src: write_section(w, "project", read_stream(src))).out
-            reporter.step("backing up the results volume")
-            result.sections["results"] = project.engine.run(
-                ["-C", f"{project.settings.project_root}/results", "--numeric-owner", "-cf", "-", "."],
-                service="apache", entrypoint="tar", consume=lambda src: write_section(w, "results", read_stream(src))).out
+            for name in SECTIONS:
+                result.sections[name] = _back_up_section(project, reporter, w, name)
             end_sections(w)
         tmp.replace(file)
     except BaseException:
@@ -143,8 +148,7 @@ def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -
                                advice="restore in a folder made with the same PROJECT, BOINC_USER and PROJECT_ROOT")
         restored = []
         while (name := next_section(r)) is not None:
-            target = {"secrets": ("makeproject", SECRETS_MOUNT), "project": ("makeproject", PROJECT_MOUNT),
-                      "results": ("apache", f"{project.settings.project_root}/results")}.get(name)
+            target = volume_places(project).get(name)
             if name == "database":
                 _ensure_mysql(project, reporter)
                 reporter.step("restoring the database")

@@ -45,7 +45,11 @@ def recover(project: Project, reporter: Reporter) -> list[str]:
     return done
 
 
-def show(project: Project, reveal: bool = False) -> list[dict]:
+def show(project: Project, reveal: bool = False, reporter: Reporter | None = None) -> list[dict]:
+    """Each secret's name, kind and fingerprint (and value with `reveal`). With a reporter, a
+    rotation a killed process left is completed first, so the values shown are those in use."""
+    if reporter is not None:
+        recover(project, reporter)
     return vault_json(project, ["show"] + (["--reveal"] if reveal else []))["secrets"]
 
 

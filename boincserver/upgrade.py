@@ -16,6 +16,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from boincserver import __version__, backup, pins
 from boincserver import project as core
@@ -106,7 +107,9 @@ def record(project: Project, data: dict) -> None:
         raise ProjectError(f"could not record the project's pins in {PINS_RECORD}: {ran.err.strip()}")
 
 
-def upgrade(project: Project, reporter: Reporter, passphrase: str, backup_file: Path | None = None) -> dict:
+def upgrade(project: Project, reporter: Reporter, passphrase: Callable[[], str],
+            backup_file: Path | None = None) -> dict:
+    """`passphrase` is asked for the backup only when there is something to upgrade."""
     started = time.monotonic()
     check_docker(project.engine)
     if created_record(project) is None:
@@ -120,7 +123,7 @@ def upgrade(project: Project, reporter: Reporter, passphrase: str, backup_file: 
         reporter.step(f"upgrade: {change}")
     backup_file = backup_file or default_backup_file(project)
     reporter.step(f"backing up the project first, into {backup_file}")
-    taken = backup.backup(project, reporter, backup_file, passphrase)
+    taken = backup.backup(project, reporter, backup_file, passphrase())
     reporter.step("rewriting the project folder's rendered files")
     for rel, text in p.dockerfiles.items():
         path = project.dir / rel

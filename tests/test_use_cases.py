@@ -383,7 +383,7 @@ def test_upgrade_backs_up_rebuilds_restarts_then_runs_upgrade_db_and_records_the
     p.engine.on("exec", "php upgrade_db.php", out=b"Performing database updates\ndone\n")
     p.engine.on("exec", "cat", out=b"27030\n")
 
-    result = upgrade.upgrade(p, context.Silent(), PASSPHRASE, tmp_path / "before.backup")
+    result = upgrade.upgrade(p, context.Silent(), lambda: PASSPHRASE, tmp_path / "before.backup")
 
     assert result["upgraded"] is True and result["db_revision"] == "27030"
     assert read_backup(tmp_path / "before.backup")["database"] == b"CREATE DATABASE demo;"
@@ -404,7 +404,9 @@ def test_upgrade_backs_up_rebuilds_restarts_then_runs_upgrade_db_and_records_the
 def test_upgrade_on_the_same_pins_changes_nothing(demo, serving):
     p = running(demo)
     p.engine.volumes[p.volume("project")][upgrade.PINS_RECORD] = json.dumps(upgrade.target_pins()).encode()
-    result = upgrade.upgrade(p, context.Silent(), PASSPHRASE)
+    def no_question():
+        raise AssertionError("a no-op upgrade asked for a passphrase")
+    result = upgrade.upgrade(p, context.Silent(), no_question)
     assert result["upgraded"] is False and "nothing to do" in result["message"]
     assert not p.engine.named("build_image", "compose_up", "exec")
     assert [c.command[2] for c in p.engine.named("run")] == [f"/v/{context.CREATED_RECORD}",

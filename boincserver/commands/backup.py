@@ -43,12 +43,7 @@ def upgrade(backup_file: Optional[Path] = typer.Option(None, "--backup", help="W
             json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
     """Move the project to this boincserver's pins: backup, rewrite, rebuild, BOINC's upgrade_db."""
     from boincserver import upgrade as core
-    p = open_project()
-    if not core.plan(p).changes:
-        backup_passphrase = ""  # a no-op asks for nothing
-    else:
-        backup_passphrase = passphrase(confirm=True)
-    result = core.upgrade(p, console, backup_passphrase, backup_file)
+    result = core.upgrade(open_project(), console, lambda: passphrase(confirm=True), backup_file)
     if json_out:
         console.json(result)
     elif not result["upgraded"]:

@@ -19,9 +19,7 @@ def secrets_show(reveal: bool = typer.Option(False, "--reveal", help="Also print
                  json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
     """Each secret's name, kind and fingerprint (values only with --reveal)."""
     from boincserver import secrets
-    p = open_project()
-    secrets.recover(p, console)
-    rows = secrets.show(p, reveal=reveal)
+    rows = secrets.show(open_project(), reveal=reveal, reporter=console)
     if json_out:
         console.json(rows)
         return

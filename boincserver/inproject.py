@@ -3,8 +3,8 @@
 Two helpers live in the images: boincserver-jobs in the apache service (apps, jobs, batches;
 run with `docker compose exec` as the BOINC user in PROJECT_ROOT) and the secrets vault of
 boincserver-project-setup in a one-shot makeproject container. Both answer in JSON on stdout
-and say what went wrong in one line on stderr; this module is the only place that knows
-their exit codes and how they word a refusal.
+and say what went wrong in one line on stderr; this module is the only host module that reads
+their exit codes (defined by the helpers, boincserver/container/) and their refusals.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import json
 import os
 from typing import Sequence
 
+from boincserver.container.jobs import NAME as JOBS_HELPER
+from boincserver.container.jobs import USER_MISTAKE as JOBS_REFUSED
+from boincserver.container.setup import FAILED as VAULT_FAILED
 from boincserver.context import Project
 from boincserver.engine import Consume, Feed, Ran
 from boincserver.errors import DockerError, InvalidInput, ProjectError, ServiceNotRunning
 
-JOBS_HELPER = "boincserver-jobs"
-JOBS_REFUSED = 3  # boincserver-jobs: the user's mistake, nothing was changed
 NOT_FOUND = 127  # the shell's "command not found": an apache image older than the helper
 VAULT = ["boincserver-project-setup", "secrets"]
-VAULT_FAILED = 2  # boincserver-project-setup: "[makeproject] error: ..." on stderr
-VAULT_ERROR = "[makeproject] error: "
+VAULT_ERROR = "[makeproject] error: "  # how boincserver.container.setup words a failure
 # Test hook of the vault: exit hard right after the named step of a rotation.
 FAULT_ENV = "BOINCSERVER_FAULT_AFTER"
 

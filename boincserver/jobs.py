@@ -25,6 +25,7 @@ from typing import IO, Iterable, Iterator
 
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
+from boincserver.container.jobs import STATUS_MEMBER
 from boincserver.context import Project
 from boincserver.errors import InvalidInput
 from boincserver.inproject import helper_answer, in_apache, jobs_helper
@@ -32,7 +33,6 @@ from boincserver.tar_entries import add_bytes, add_stream
 
 SHOWN_ERRORS = 20
 SENT_MEMORY = 1 << 16  # contents remembered to send each only once
-STATUS_MEMBER = ".boincserver-status.json"
 
 
 @dataclass

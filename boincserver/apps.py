@@ -35,24 +35,6 @@ WRAPPER_IN_IMAGE = {"x86_64-pc-linux-gnu": "/usr/src/boinc/samples/wrapper/wrapp
 WRAPPER_LIBRARIES = {"x86_64-pc-linux-gnu": {"libzip.so.4": "/usr/lib/x86_64-linux-gnu/libzip.so.4"}}
 IMAGE_PREFIX = "image:"
 
-# Run in a one-shot makeproject container: signs MD5s (argv) with key_dir's code_sign_private.
-SIGN_SCRIPT = r"""
-import json, re, sys
-from boincserver.boinc import keys
-conf = open('/run/boincserver/project/config.xml').read()
-key_dir = re.search(r'<key_dir>(.*?)</key_dir>', conf, re.S).group(1).strip().rstrip('/')
-try:
-    text = open(key_dir + '/code_sign_private').read().strip()
-except OSError:
-    text = ''
-if not text:
-    print('null')
-else:
-    k = keys.parse_private_key(text)
-    print(json.dumps({m: keys._sign_md5_hex(m, k) for m in sys.argv[1:]}))
-"""
-
-
 def examples_dir() -> Path:
     return paths.data_dir("examples")
 
@@ -128,7 +110,9 @@ def sign(project: Project, md5s: list[str], sign_key: Path | None) -> tuple[dict
             raise InvalidInput(f"cannot use {sign_key} as the code-signing key: {exc}",
                                advice="give the project's code_sign_private (BOINC key format)") from None
         return keys.sign_md5s(md5s, private), f"key file {sign_key}"
-    out = project.engine.run(["-c", SIGN_SCRIPT] + md5s, service="makeproject", entrypoint="python3").out
+    # The makeproject job's program signs with the key in the secrets volume (JSON: {md5: sig}, or
+    # null when the key is kept offline); the private key never leaves that container.
+    out = project.engine.run(["boincserver-project-setup", "sign-md5", *md5s], service="makeproject").out
     sigs = json.loads(out.decode().strip().splitlines()[-1])
     if sigs is None:
         raise ProjectError("the project's code-signing private key is not on the server (kept offline)",

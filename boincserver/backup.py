@@ -33,22 +33,9 @@ FORMAT = 1
 SECTIONS = ("secrets", "database", "project", "results")  # after the manifest, in this order
 PROJECT_MOUNT = "/run/boincserver/project"  # where the makeproject service has the project volume
 SECRETS_MOUNT = "/run/boincserver/secrets"  # and the secrets volume
-# Run by python3 in a one-shot makeproject container, read from stdin: the project's MariaDB
-# user with the password of the restored secrets volume, which never leaves the containers.
-DB_USER_SCRIPT = b"""
-import sys, MySQLdb
-user, db, path = sys.argv[1:4]
-password = open(path).read().strip()
-conn = MySQLdb.connect(unix_socket="/run/mysqld/mysqld.sock", user="root")
-cur = conn.cursor()
-cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
-cur.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, password))
-cur.execute("GRANT ALL PRIVILEGES ON `%s`.* TO %%s@'%%%%'" % db, (user,))
-cur.execute("FLUSH PRIVILEGES")
-conn.commit()
-"""
-
-
+# and the results volume: through makeproject (root), because apache runs as the BOINC user
+# and a fresh results volume is root's until the makeproject job gives it to that user.
+RESULTS_MOUNT = "/run/boincserver/results"
 # -- backup --------------------------------------------------------------------------------
 @dataclass
 class BackupResult:
@@ -61,7 +48,7 @@ class BackupResult:
 def volume_places(project: Project) -> dict[str, tuple[str, str]]:
     """Each volume a backup holds, by section: the service that mounts it, and where."""
     return {"secrets": ("makeproject", SECRETS_MOUNT), "project": ("makeproject", PROJECT_MOUNT),
-            "results": ("apache", f"{project.settings.project_root}/results")}
+            "results": ("makeproject", RESULTS_MOUNT)}
 
 
 def _back_up_section(project: Project, reporter: Reporter, w: SealedWriter, name: str) -> int:
@@ -168,8 +155,6 @@ def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -
         if "secrets" not in restored or "database" not in restored:
             raise InvalidInput("the backup holds no secrets or no database; it is not complete")
         reporter.step("giving the project's database user its password from the secrets")
-        db_path = f"{SECRETS_MOUNT}/{secrets.catalogue()['db'].paths[0]}"
-        project.engine.run(["-", project.settings.boinc_user, project.settings.project, db_path],
-                           service="makeproject", entrypoint="python3", stdin=DB_USER_SCRIPT)
+        project.engine.run(["boincserver-project-setup", "db-user"], service="makeproject")
     return {"restored": restored, "from": meta,
             "seconds": round(time.monotonic() - started, 1)}

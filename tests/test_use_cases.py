@@ -184,15 +184,16 @@ def test_app_add_signs_in_makeproject_and_streams_the_version_into_apache(demo):
     p.engine.image_files[(pins.base_image("makeproject"), "/usr/lib/x86_64-linux-gnu/libzip.so.4")] = b"libzip"
     p.engine.on("exec", "boincserver-jobs app-state wordcount", out={"version_dirs": ["1.00"],
                                                                         "project_xml": "<boinc>\n</boinc>\n"})
-    p.engine.on("run", apps.SIGN_SCRIPT, answer=sign_in_makeproject)
+    p.engine.on("run", "sign-md5", answer=sign_in_makeproject)
     p.engine.on("exec", "app-install", out={"daemons_added": ["sample_trivial_validator -app wordcount"]})
 
     spec = apps.load_example("wordcount")
     result = apps.add(p, spec)
 
     assert (result.version, result.daemons_added) == ("1.01", ["sample_trivial_validator -app wordcount"])
-    sign = p.engine.find("run", apps.SIGN_SCRIPT)
-    assert (sign.args["service"], sign.args["entrypoint"], sign.command[1]) == ("makeproject", "python3", apps.SIGN_SCRIPT)
+    sign = p.engine.find("run", "sign-md5")
+    assert (sign.args["service"], sign.args["entrypoint"]) == ("makeproject", None)
+    assert sign.command[:2] == ["boincserver-project-setup", "sign-md5"] and len(sign.command) > 2
     install = p.engine.find("exec", "app-install")
     assert install.args["service"] == "apache" and install.args["user"] == "boincadm"
     assert install.args["workdir"] == ROOT
@@ -293,7 +294,7 @@ def answer_backup(engine: RecordingEngine) -> None:
     engine.on("run", "-C /run/boincserver/secrets", out=b"SECRETS-TAR")
     engine.on("exec", "mariadb-dump", out=b"CREATE DATABASE demo;")
     engine.on("run", "-C /run/boincserver/project", out=b"PROJECT-TAR" * 100_000)  # over one 1 MiB piece
-    engine.on("run", f"-C {ROOT}/results", out=b"RESULTS-TAR")
+    engine.on("run", "-C /run/boincserver/results", out=b"RESULTS-TAR")
 
 
 def read_backup(path: Path) -> dict[str, bytes]:
@@ -316,7 +317,7 @@ def test_backup_streams_the_dump_and_the_volumes_into_one_sealed_file(demo, tmp_
     assert [(c.args["service"], c.command) for c in tars] == [
         ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-cf", "-", "."]),
         ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-cf", "-", "."]),
-        ("apache", ["-C", f"{ROOT}/results", "--numeric-owner", "-cf", "-", "."])]
+        ("makeproject", ["-C", "/run/boincserver/results", "--numeric-owner", "-cf", "-", "."])]
     assert all(c.args["dependencies"] is False for c in tars)
     dump = p.engine.find("exec", "mariadb-dump")
     assert dump.args["service"] == "mysql" and dump.command[-2:] == ["--databases", "demo"]
@@ -354,12 +355,10 @@ def test_restore_feeds_each_section_to_its_place_then_gives_the_database_user_it
         ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-xpf", "-"], b"SECRETS-TAR"),
         ("mysql", ["mariadb"], b"CREATE DATABASE demo;"),
         ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-xpf", "-"], b"PROJECT-TAR" * 100_000),
-        ("apache", ["-C", f"{ROOT}/results", "--numeric-owner", "-xpf", "-"], b"RESULTS-TAR")]
+        ("makeproject", ["-C", "/run/boincserver/results", "--numeric-owner", "-xpf", "-"], b"RESULTS-TAR")]
     db_user = p.engine.commands()[-1]
-    assert (db_user.args["service"], db_user.args["entrypoint"]) == ("makeproject", "python3")
-    assert db_user.command == ["-", "boincadm", "demo", "/run/boincserver/secrets/" +
-                               backup.secrets.catalogue()["db"].paths[0]]
-    assert db_user.args["stdin"] == backup.DB_USER_SCRIPT
+    assert (db_user.args["service"], db_user.args["entrypoint"]) == ("makeproject", None)
+    assert db_user.command == ["boincserver-project-setup", "db-user"] and db_user.args["stdin"] is None
 
 
 def test_restore_refuses_a_project_with_data_and_a_wrong_passphrase(demo, tmp_path):

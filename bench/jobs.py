@@ -43,7 +43,7 @@ RSS_RUNNER = ("import atexit, resource, sys\n"
               "atexit.register(lambda: sys.stderr.write('\\nPEAK_RSS_KB %d\\n' % "
               "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
               "sys.argv = ['boincserver'] + sys.argv[1:]\n"
-              "from boincserver.cli import main\nmain()\n")
+              "from boincserver.commands.cli import main\nmain()\n")
 
 
 def run(cmd: list[str], cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -138,9 +138,10 @@ def test_what_needed_root_at_start_is_done_at_build_time():
     assert "APACHE_RUN_USER=$BOINC_USER/" in script and "APACHE_RUN_GROUP=$BOINC_USER/" in script
     assert 'ln -sf "$PROJECT_ROOT/$PROJECT.httpd.conf" "/etc/apache2/sites-enabled/$PROJECT.conf"' in script
     chown = re.search(r'chown -R "\$BOINC_USER:" ([^&]+)', script).group(1).split()
-    for path in ("/var/run/apache2", "/var/lock/apache2", "/var/log/apache2", '"$PROJECT_ROOT/results"',
-                 SERVERNAME_CONF):
+    for path in ("/var/run/apache2", "/var/lock/apache2", "/var/log/apache2", SERVERNAME_CONF):
         assert path in chown, path
+    # Anything under PROJECT_ROOT in the image would be copied onto a fresh project volume.
+    assert "PROJECT_ROOT" not in re.sub(r'ln -sf "\$PROJECT_ROOT/[^"]*"', "", script)
 
 
 def test_the_start_script_does_nothing_that_needs_root():

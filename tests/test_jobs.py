@@ -69,7 +69,8 @@ def test_stdin_lines_quote_for_create_work():
 
 
 def test_create_work_options():
-    args = bj.create_work_args("up", {"max_error_results": 3, "target_nresults": 2, "min_quorum": None}, batch=7)
+    option_args = bj.create_work_option_args({"max_error_results": 3, "target_nresults": 2, "min_quorum": None})
+    args = bj.create_work_command("up", option_args, batch=7)
     assert args == ["bin/create_work", "--appname", "up", "--batch", "7", "--max_error_results", "3",
                     "--target_nresults", "2", "--max_total_results", "5", "--stdin"]
     assert bj.check_options({"max_error_results": 3}) == {"max_error_results": 3, "max_total_results": 4}

@@ -229,12 +229,6 @@ def create_work_command(app: str, option_args: list[str], batch: int | None = No
         + list(option_args) + ["--stdin"]
 
 
-def create_work_args(app: str, options: dict, batch: int | None = None, use_stdin: bool = True) -> list[str]:
-    # Until boincserver/jobs.py sends create_work_option_args (REQUESTS.md).
-    command = create_work_command(app, create_work_option_args(options), batch)
-    return command if use_stdin else command[:-1]
-
-
 def stdin_line_wu_name(line: str) -> str:
     """The job name of a line stdin_line made (it always comes first)."""
     words = line.split(None, 2)

@@ -377,10 +377,6 @@ def _verify_md5_hex(md5_hex: str, signature_text: str | bytes, public: PublicKey
     return hmac.compare_digest(block[end + 1:], md5_hex.encode("ascii"))
 
 
-# The old private name, until boincserver/apps.py calls sign_md5s (REQUESTS.md).
-_sign_md5_hex = sign_md5_hex
-
-
 def sign_md5s(md5s: list[str], private: PrivateKey) -> dict[str, str]:
     """A signature for each hex MD5: what a version's files need, signed in one go."""
     return {m: sign_md5_hex(m, private) for m in md5s}

@@ -155,5 +155,6 @@ def _run_in(service: str, command: list[str], root_user: bool, tty: bool = False
     apache = service == "apache"
     return p.engine.exec(
         service, command, interactive=True, tty=tty and sys.stdin.isatty(),
-        user=None if root_user or not apache else p.settings.boinc_user,
+        # apache's own user is the BOINC user (compose.yaml): root must be asked for by name.
+        user="root" if root_user else (p.settings.boinc_user if apache else None),
         workdir=p.settings.project_root if apache else None).code

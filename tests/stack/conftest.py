@@ -68,8 +68,10 @@ def compose(project_dir: Path, *args, env: dict | None = None, check: bool = Tru
     return done
 
 
-def apache_sh(project_dir: Path, script: str) -> str:
-    return compose(project_dir, "exec", "-T", "apache", "sh", "-c", script).stdout
+def apache_sh(project_dir: Path, script: str, user: str | None = None) -> str:
+    """A shell script in apache: as its own user (the BOINC user), or as `user`."""
+    return compose(project_dir, "exec", "-T", *(["--user", user] if user else []), "apache", "sh", "-c",
+                   script).stdout
 
 
 def sql(project_dir: Path, project: str, statement: str) -> str:

@@ -1,6 +1,6 @@
 """The catalogue of secrets (top-level secrets/catalogue.toml), read into plain objects.
 
-Standard library only: the makeproject image ships this module next to boincserver.boinc.
+Standard library only: the apache and makeproject images ship this module next to boincserver.boinc.
 """
 
 from __future__ import annotations

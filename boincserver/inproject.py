@@ -15,6 +15,7 @@ from typing import Sequence
 
 from boincserver.container.jobs import NAME as JOBS_HELPER
 from boincserver.container.jobs import USER_MISTAKE as JOBS_REFUSED
+from boincserver.container.setup import ERROR_PREFIX as VAULT_ERROR
 from boincserver.container.setup import FAILED as VAULT_FAILED
 from boincserver.context import Project
 from boincserver.engine import Consume, Feed, Ran
@@ -22,7 +23,6 @@ from boincserver.errors import DockerError, InvalidInput, ProjectError, ServiceN
 
 NOT_FOUND = 127  # the shell's "command not found": an apache image older than the helper
 VAULT = ["boincserver-project-setup", "secrets"]
-VAULT_ERROR = "[makeproject] error: "  # how boincserver.container.setup words a failure
 # Test hook of the vault: exit hard right after the named step of a rotation.
 FAULT_ENV = "BOINCSERVER_FAULT_AFTER"
 

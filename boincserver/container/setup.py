@@ -34,6 +34,7 @@ from boincserver.container.vault import Vault
 STATE_DIR = ".boincserver"
 DB_HOST = "mysql"
 FAILED = 2
+ERROR_PREFIX = "[makeproject] error: "  # how a failure is worded on stderr (inproject.py reads it)
 
 
 def log(message: str) -> None:
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None, *, mounts: Mounts | None = None, environ
         else:
             raise Refused(f"unknown command {command!r}: none (the job), secrets, sign-md5 or db-user")
     except (Refused, ValueError) as exc:
-        print(f"[makeproject] error: {exc}", file=sys.stderr if err is None else err, flush=True)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr if err is None else err, flush=True)
         return FAILED
     out.write(answer if isinstance(answer, bytes) else (json.dumps(answer) + "\n").encode())
     out.flush()

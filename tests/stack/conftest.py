@@ -176,19 +176,22 @@ class Client:
         return subprocess.run(["docker", "logs", self.name], capture_output=True, text=True).stdout
 
 
-@pytest.fixture(scope="session")
-def boinc_client(jobs_stack):
-    """A volunteer: account created and attached to the jobs_stack project."""
+@contextlib.contextmanager
+def debian_client(stack: Stack, label: str):
+    """Debian's boinc-client 7.20 attached to `stack`, with an account made by boinccmd.
+
+    This client reports no Docker (7.20 predates Docker apps), so it is also the volunteer
+    without Docker of the Docker-app tests."""
     import time
     image = client_image()
     rpc_port = free_port()
-    name = f"boincserver-test-client-{os.getpid()}"
+    name = f"boincserver-test-client-{label}-{os.getpid()}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", image,
                     "--gui_rpc_port", str(rpc_port)], check=True, capture_output=True)
     client = Client(name, rpc_port)
     try:
-        url = f"{jobs_stack.local}/{jobs_stack.project}/"
+        url = f"{stack.local}/{stack.project}/"
         deadline = time.monotonic() + 60
         while "Initialization completed" not in client.log():
             assert time.monotonic() < deadline, client.log()
@@ -201,3 +204,10 @@ def boinc_client(jobs_stack):
         yield client
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def boinc_client(jobs_stack):
+    """A volunteer: account created and attached to the jobs_stack project."""
+    with debian_client(jobs_stack, "jobs") as client:
+        yield client

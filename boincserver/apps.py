@@ -1,11 +1,13 @@
 """The use cases `app add` and `app list`: a BOINC app installed without prompts.
 
 `add` assembles the version on this machine (files, version.xml, job.xml for a wrapper app,
-templates, the project.xml entry), signs every file with the project's code-signing key where
+templates, the project.xml entry; for a Docker app docker_wrapper and its folder's files, all
+copied into the job's folder), checks that the scheduler's plan classes can serve it, signs every file with the project's code-signing key where
 that key lives (a one-shot makeproject container reads it from the secrets volume; the key
 never leaves it) or with an offline key given as a file, then sends it all to the apache
 service in one tar stream, where `bin/xadd` and `bin/update_versions --noconfirm` register
-it and the app's validator and assimilator are added to config.xml.
+it and the app's validator and assimilator are added to config.xml (and, for the first Docker
+app, plan_class_spec.xml is written: see boinc/plan_classes.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import stat
 import tarfile
 import time
 import tomllib
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from boincserver import paths, pins
 from boincserver.boinc import apps as boinc_apps
-from boincserver.boinc import keys
+from boincserver.boinc import docker_wrapper, keys, plan_classes
 from boincserver.context import Project, read_file
 from boincserver.errors import InvalidInput, ProjectError
 from boincserver.inproject import helper_answer, in_apache, jobs_helper
@@ -33,7 +36,12 @@ WRAPPER_IN_IMAGE = {"x86_64-pc-linux-gnu": "/usr/src/boinc/samples/wrapper/wrapp
 # rarely have it, so each wrapper version carries it. Its own needs (libbz2, libcrypto,
 # zlib) are on any machine with Debian's boinc-client.
 WRAPPER_LIBRARIES = {"x86_64-pc-linux-gnu": {"libzip.so.4": "/usr/lib/x86_64-linux-gnu/libzip.so.4"}}
+# BOINC's docker_wrapper, built there too (samples/docker_wrapper): statically linked C++,
+# so it needs only the C library. Built for this platform only (no cross toolchain there).
+DOCKER_WRAPPER_IN_IMAGE = {
+    "x86_64-pc-linux-gnu": "/usr/src/boinc/samples/docker_wrapper/docker_wrapper__x86_64-pc-linux-gnu"}
 IMAGE_PREFIX = "image:"
+GENERATED = ("wrapper:", "job.xml:", "docker_wrapper:")
 
 def examples_dir() -> Path:
     return paths.data_dir("examples")
@@ -72,20 +80,94 @@ class AddResult:
     daemons_added: list[str] = field(default_factory=list)
     signed_with: str = ""
     seconds: float = 0.0
+    # Classes written into plan_class_spec.xml by this install (the first Docker app's).
+    plan_classes_added: list[str] = field(default_factory=list)
 
 
 def _is_local(source: str) -> bool:
     """A file of this machine, not one of the image or one generated here."""
-    return not (source.startswith(IMAGE_PREFIX) or source in ("wrapper:", "job.xml:"))
+    return not (source.startswith(IMAGE_PREFIX) or source in GENERATED)
+
+
+def invalid(exc: boinc_apps.AppError) -> InvalidInput:
+    return InvalidInput(exc.message, advice=exc.advice)
+
+
+def docker_spec(name: str, folder: Path | None, platform: str = boinc_apps.DEFAULT_PLATFORM,
+                inputs: list[str] | None = None, outputs: list[str] | None = None) -> boinc_apps.AppSpec:
+    """A Docker app: docker_wrapper runs the image built from the folder's Dockerfile.
+
+    Every top-level file of the folder becomes a version file of that name (its executable bit
+    kept), copied into the job's folder, which is the image's build context. job.toml, if
+    there, is docker_wrapper's and is checked against what it reads. folder None: a version of
+    docker_wrapper alone, whose jobs each bring their Dockerfile as an input (default inputs
+    then: Dockerfile). Checked here, before the project is touched."""
+    platform, _, plan_class = platform.partition("__")
+    if platform not in DOCKER_WRAPPER_IN_IMAGE or plan_class not in ("", plan_classes.DOCKER):
+        raise InvalidInput(f"Docker apps are built here for {', '.join(DOCKER_WRAPPER_IN_IMAGE)} only, not "
+                           f"{platform!r} (docker_wrapper is compiled in the makeproject image for that platform)",
+                           advice=f"leave out --platform (the default is {boinc_apps.DEFAULT_PLATFORM}); the "
+                                  "plan class is always docker")
+    spec = boinc_apps.AppSpec(name=name, platform=f"{platform}__{plan_classes.DOCKER}", docker=True)
+    if folder is not None:
+        spec.extra_files, spec.executables = _docker_folder_files(Path(folder))
+    spec.inputs = list(inputs or (["in"] if folder is not None else [docker_wrapper.DOCKERFILE]))
+    spec.outputs = list(outputs or ["out"])
+    return spec
+
+
+def _docker_folder_files(folder: Path) -> tuple[dict[str, str], set[str]]:
+    """The files of a Docker app's folder (name -> path) and the executable ones, checked."""
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder", advice="give the folder that holds the app's Dockerfile")
+    files: dict[str, str] = {}
+    executables: set[str] = set()
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() or entry.is_dir() or not entry.is_file():
+            kind = "a symbolic link" if entry.is_symlink() else "a folder" if entry.is_dir() else "not a regular file"
+            raise InvalidInput(f"{entry} is {kind}: a Docker app's files are the regular files at the top of its "
+                               "folder, each copied into the job's folder",
+                               advice="replace it by a regular file in the folder (an archive for a tree of "
+                                      "files, unpacked by the Dockerfile), or move it out of the folder")
+        try:
+            boinc_apps.check_version_file_name(entry.name)
+        except boinc_apps.AppError as exc:
+            raise InvalidInput(f"{entry}: {exc.message}", advice=exc.advice or "rename it") from None
+        files[entry.name] = str(entry)
+        if entry.stat().st_mode & stat.S_IXUSR:  # update_versions reads the owner's x bit
+            executables.add(entry.name)
+    if docker_wrapper.DOCKERFILE not in files:
+        raise InvalidInput(f"{folder} has no Dockerfile",
+                           advice=f"write {folder / docker_wrapper.DOCKERFILE}: FROM an image, "
+                                  f"WORKDIR {docker_wrapper.DEFAULT_WORKDIR}, then the program as CMD")
+    workdir = docker_wrapper.DEFAULT_WORKDIR
+    try:
+        if docker_wrapper.JOB_TOML in files:
+            try:
+                config = tomllib.loads(Path(files[docker_wrapper.JOB_TOML]).read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise boinc_apps.AppError(f"{files[docker_wrapper.JOB_TOML]} is not valid TOML: {exc}",
+                                          advice="correct it (docker_wrapper reads it as TOML)") from None
+            workdir = docker_wrapper.check_job_config(config)
+        try:
+            dockerfile = Path(files[docker_wrapper.DOCKERFILE]).read_text()
+        except UnicodeDecodeError:
+            raise boinc_apps.AppError(f"{files[docker_wrapper.DOCKERFILE]} is not text",
+                                      advice="give a Dockerfile") from None
+        docker_wrapper.check_workdir(dockerfile, workdir)
+    except boinc_apps.AppError as exc:
+        raise invalid(exc) from None
+    return files, executables
 
 
 def _source_bytes(project: Project, source: str, spec: boinc_apps.AppSpec) -> bytes:
     if source == "job.xml:":
         return boinc_apps.spec_job_xml(spec).encode()
-    if source == "wrapper:":
-        path = WRAPPER_IN_IMAGE.get(spec.platform)
+    if source in ("wrapper:", "docker_wrapper:"):
+        built = WRAPPER_IN_IMAGE if source == "wrapper:" else DOCKER_WRAPPER_IN_IMAGE
+        path = built.get(spec.platform.split("__")[0])
         if not path:
-            raise InvalidInput(f"BOINC's wrapper is built here for {', '.join(WRAPPER_IN_IMAGE)} only, "
+            raise InvalidInput(f"BOINC's {source[:-1]} is built here for {', '.join(built)} only, "
                                f"not {spec.platform!r}", advice="use --platform x86_64-pc-linux-gnu")
         source = IMAGE_PREFIX + path
     if source.startswith(IMAGE_PREFIX):
@@ -143,7 +225,7 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
     try:
         spec.check()
     except boinc_apps.AppError as exc:
-        raise InvalidInput(str(exc)) from None
+        raise invalid(exc) from None
     if spec.wrapper:
         libs = WRAPPER_LIBRARIES.get(spec.platform, {})
         spec.libraries = {**{k: IMAGE_PREFIX + v for k, v in libs.items()}, **spec.libraries}
@@ -156,6 +238,7 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
             raise InvalidInput(f"file {source} does not exist; nothing was installed",
                                advice="give the path of the app's executable with --exe")
     state = jobs_helper(project, ["app-state", spec.name])
+    check_plan_classes(state, boinc_apps.plan_class_of(spec.platform))
     num = boinc_apps.next_version(state["version_dirs"])
     layout, entries = boinc_apps.version_layout(spec, num)
     contents = {phys: (_source_bytes(project, src, spec), exe) for phys, src, exe in layout}
@@ -166,20 +249,73 @@ def add(project: Project, spec: boinc_apps.AppSpec, sign_key: Path | None = None
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add_version_files(tar, vdir, contents, signatures)
-        add_bytes(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper, api).encode())
+        add_bytes(tar, f"{vdir}/version.xml", boinc_apps.version_xml(entries, spec.wrapper or spec.docker, api).encode())
         add_bytes(tar, f"templates/{spec.name}_in", boinc_apps.input_template(spec.inputs).encode())
         add_bytes(tar, f"templates/{spec.name}_out", boinc_apps.output_template(spec.outputs).encode())
         try:
             project_xml = boinc_apps.project_xml_with_app(state["project_xml"], spec.name,
                                                           spec.friendly_name or spec.name)
         except boinc_apps.AppError as exc:
-            raise ProjectError(str(exc)) from None
+            raise ProjectError(exc.message, advice=exc.advice) from None
         add_bytes(tar, "project.xml", project_xml.encode())
     daemons = [{"cmd": d.cmd, "xml": d.xml()}
                for d in boinc_apps.app_daemons(spec.name, spec.validator, spec.assimilator)]
     result = _install(project, spec.name, vdir, buf.getvalue(), daemons)
     return AddResult(spec.name, boinc_apps.version_dir(num), spec.platform, sorted(contents),
-                     result.get("daemons_added", []), signed_with, time.monotonic() - started)
+                     result.get("daemons_added", []), signed_with, time.monotonic() - started,
+                     result.get("plan_classes_added", []))
+
+
+def check_plan_classes(state: dict, plan_class: str) -> None:
+    """That the scheduler can serve a new version of this plan class beside the project's
+    others (state: app-state's answer): the plan_class_spec.xml the install will write can be
+    made. Refused before anything is sent."""
+    if "plan_classes" not in state:  # an apache image older than Docker apps
+        if plan_class == plan_classes.DOCKER:
+            raise ProjectError("the project's apache image predates Docker apps (it cannot write "
+                               "plan_class_spec.xml)", advice="`boincserver up` rebuilds it")
+        return
+    try:
+        plan_classes.spec_file([*state["plan_classes"], plan_class], state["plan_class_spec"])
+    except boinc_apps.AppError as exc:
+        raise invalid(exc) from None
+
+
+def check_docker_plan_class(state: dict) -> None:
+    """That the project's scheduler has the `docker` plan class (state: the answer of
+    app-state or plan-classes): ProjectError with the fix otherwise."""
+    text = state.get("plan_class_spec")
+    try:
+        served = plan_classes.has_class(text, plan_classes.DOCKER)
+    except boinc_apps.AppError as exc:
+        raise ProjectError(exc.message, advice=exc.advice) from None
+    if not served:
+        where = "has no plan_class_spec.xml" if text is None else "has a plan_class_spec.xml without `docker`"
+        raise ProjectError(f"the project's scheduler has no `docker` plan class ({where}): it would send "
+                           "no Docker job",
+                           advice="`boincserver app add NAME --docker DIR` writes it; or add "
+                                  "<plan_class><name>docker</name><docker/></plan_class> to the project's "
+                                  "plan_class_spec.xml (`boincserver shell`)")
+
+
+def docker_plan_class(project: Project) -> None:
+    """The check above, asked of the running project."""
+    check_docker_plan_class(jobs_helper(project, ["plan-classes"]))
+
+
+def ensure_docker_app(project: Project, name: str, inputs: list[str] | None = None,
+                      outputs: list[str] | None = None, sign_key: Path | None = None,
+                      friendly_name: str = "") -> AddResult | None:
+    """A Docker app of docker_wrapper alone (each job brings its Dockerfile as an input),
+    installed if the project has no app of that name; None if it had one. Either way the
+    project's scheduler then has the `docker` plan class, or ProjectError says how to fix it."""
+    state = jobs_helper(project, ["app-state", name])
+    if state.get("registered"):
+        check_docker_plan_class(state)
+        return None
+    spec = docker_spec(name, None, inputs=inputs, outputs=outputs)
+    spec.friendly_name = friendly_name
+    return add(project, spec, sign_key)
 
 
 def _install(project: Project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:

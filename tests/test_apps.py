@@ -191,7 +191,8 @@ def test_examples_are_valid_specs():
     (ba.AppSpec(name="ok", exe=""), "no executable"),
     (ba.AppSpec(name="ok", exe="x", friendly_name="it's"), "friendly name"),
     (ba.AppSpec(name="ok", exe="x", inputs=["a", "a"]), "distinct"),
-    (ba.AppSpec(name="ok", exe="x", outputs=["../x"]), "file name"),
+    (ba.AppSpec(name="ok", exe="x", outputs=["../x"]), "reaches outside the job's slot"),
+    (ba.AppSpec(name="ok", exe="x", inputs=["a b"]), "file name"),
     (ba.AppSpec(name="ok", exe="x", platform="bad platform"), "platform"),
 ])
 def test_bad_specs_are_refused_before_docker(spec, message):

@@ -37,7 +37,16 @@ ASSIMILATOR = "sample_assimilator"
 
 
 class AppError(ValueError):
-    """A value BOINC cannot use for an app; the message says which and why."""
+    """A value BOINC cannot use for an app; the message says which and why, `advice` the fix
+    (also in str(), for programs that print only that)."""
+
+    def __init__(self, message: str, advice: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.advice = advice
+
+    def __str__(self) -> str:
+        return self.message + (f" Fix: {self.advice}" if self.advice else "")
 
 
 def check_app_name(name: str) -> str:
@@ -58,6 +67,40 @@ def check_open_name(name: str) -> str:
     if not OPEN_NAME.fullmatch(name or "") or name in (".", ".."):
         raise AppError(f"file name {name!r} is not valid: use letters, digits, '.', '_' or '-'")
     return name
+
+
+def check_output_name(name: str) -> str:
+    """An output's open name: the client renames slot/NAME into the project folder after the
+    app exits (copy_file), so NAME must be a plain name in the slot."""
+    if "/" in (name or "") or "\\" in (name or "") or ".." in (name or ""):
+        raise AppError(f"output name {name!r} reaches outside the job's slot folder",
+                       advice="name a file the app writes in its working folder, e.g. 'out.txt'")
+    return check_open_name(name)
+
+
+# Files the client and the BOINC API keep in a slot folder (lib/app_ipc.h, lib/common_defs.h):
+# a version file of that name would be overwritten or taken for the client's own.
+SLOT_RESERVED = ("init_data.xml", "stderr.txt", "stdout.txt", "trickle_up.xml", "boinc_task_state.xml")
+SLOT_RESERVED_PREFIX = "boinc_"
+
+
+def check_version_file_name(name: str) -> str:
+    """A file of an app version by its logical name, as the app opens it in the slot."""
+    check_open_name(name)
+    if name in SLOT_RESERVED or name.startswith(SLOT_RESERVED_PREFIX):
+        raise AppError(f"file name {name!r} is one the BOINC client uses in a job's folder",
+                       advice="rename the file")
+    if name.endswith(".sig"):
+        raise AppError(f"file name {name!r} ends in .sig, which update_versions takes for a signature",
+                       advice="rename the file")
+    return name
+
+
+def plan_class_of(platform: str) -> str:
+    """The plan class of a version folder's name, as update_versions splits it:
+    'x86_64-pc-linux-gnu__docker' -> 'docker', 'x86_64-pc-linux-gnu' -> ''."""
+    parts = platform.split("__")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def version_dir(num: int) -> str:
@@ -294,18 +337,29 @@ class AppSpec:
     wrapper_stdout: str | None = None
     validator: str = VALIDATOR
     assimilator: str = ASSIMILATOR
+    # A Docker app: docker_wrapper is the main program and every file is copied into the slot
+    # (the image is built there); extra_files hold the app folder's files, the Dockerfile too.
+    docker: bool = False
+    # The extra files that keep their executable bit (update_versions reads it from the file).
+    executables: set[str] = field(default_factory=set)
 
     def check(self) -> "AppSpec":
         check_app_name(self.name)
         check_platform(self.platform)
-        if not self.exe:
+        if not self.exe and not self.docker:
             raise AppError(f"app {self.name!r} has no executable: give --exe FILE or --example NAME")
         if not self.inputs or not self.outputs:
             raise AppError("an app needs at least one input and one output file name")
-        for n in list(self.inputs) + list(self.outputs) + list(self.extra_files) + list(self.libraries):
+        for n in self.outputs:
+            check_output_name(n)
+        for n in list(self.inputs) + list(self.libraries):
             check_open_name(n)
+        for n in self.extra_files:
+            check_version_file_name(n)
         if len(set(self.inputs)) != len(self.inputs) or len(set(self.outputs)) != len(self.outputs):
             raise AppError("input and output file names must be distinct")
+        if self.docker:
+            self._check_docker()
         if re.search(r"['\"<>&\\]", self.friendly_name or ""):
             # xadd puts it into SQL and XML unescaped
             raise AppError(f"friendly name {self.friendly_name!r} cannot hold quotes, <, >, & or \\")
@@ -314,17 +368,33 @@ class AppSpec:
                 check_open_name(n)
         return self
 
+    def _check_docker(self) -> None:
+        if plan_class_of(self.platform) != "docker" or self.wrapper or self.exe:
+            raise AppError(f"a Docker app's version is PLATFORM__docker, run by docker_wrapper alone, "
+                           f"not {self.platform!r}" + (" with an executable" if self.exe or self.wrapper else ""))
+        slot = set(self.extra_files)
+        clash = sorted(slot & (set(self.inputs) | set(self.outputs)))
+        if clash:
+            raise AppError(f"{clash[0]!r} is both a file of the app and a job's input or output name: they share "
+                           "the job's folder", advice="rename the file or choose other --input/--output names")
+        if "Dockerfile" not in slot | set(self.inputs):
+            raise AppError("a Docker app needs a Dockerfile, in its folder or as a job input",
+                           advice="put a Dockerfile into the app folder")
+
 
 def version_layout(spec: AppSpec, num: int) -> tuple[list[tuple[str, str, bool]], list[VersionFile]]:
     """The files of a version: (physical name, source, executable) and version.xml's entries.
 
     For a wrapper app the sources include "wrapper:" (BOINC's wrapper) and "job.xml:" (the
-    generated job description), which the caller resolves.
+    generated job description), for a Docker app "docker_wrapper:", which the caller resolves.
     """
     p = lambda logical: physical_name(spec.name, num, spec.platform, logical)  # noqa: E731
     files: list[tuple[str, str, bool]] = []
     entries: list[VersionFile] = []
-    if spec.wrapper:
+    if spec.docker:
+        files.append((p("docker_wrapper"), "docker_wrapper:", True))
+        entries.append(VersionFile(p("docker_wrapper"), None, main_program=True, copy_file=True))
+    elif spec.wrapper:
         files.append((p("wrapper"), "wrapper:", True))
         entries.append(VersionFile(p("wrapper"), None, main_program=True))
         files.append((p("worker"), spec.exe, True))
@@ -335,8 +405,8 @@ def version_layout(spec: AppSpec, num: int) -> tuple[list[tuple[str, str, bool]]
         files.append((p("main"), spec.exe, True))
         entries.append(VersionFile(p("main"), None, main_program=True))
     for logical, source in spec.extra_files.items():
-        files.append((p(logical), source, False))
-        entries.append(VersionFile(p(logical), logical))
+        files.append((p(logical), source, logical in spec.executables))
+        entries.append(VersionFile(p(logical), logical, copy_file=spec.docker))
     for soname, source in spec.libraries.items():
         files.append((p(soname), source, False))
         entries.append(VersionFile(p(soname), soname, copy_file=True))

@@ -19,6 +19,8 @@ def app_add(
     platform: str = typer.Option("x86_64-pc-linux-gnu", help="BOINC platform of the executable[__plan_class]."),
     wrapper: bool = typer.Option(False, "--wrapper", help="Run --exe under BOINC's wrapper (job.xml generated)."),
     example: Optional[str] = typer.Option(None, help="Install a ready app of examples/ (uppercase, wordcount)."),
+    docker: Optional[Path] = typer.Option(None, help="A Docker app: this folder's Dockerfile (WORKDIR /app), "
+                                                     "optional job.toml and the files the image needs."),
     inputs: List[str] = typer.Option([], "--input", help="An input file's name as the app opens it (repeatable; default: in)."),
     outputs: List[str] = typer.Option([], "--output", help="An output file's name (repeatable; default: out)."),
     friendly_name: Optional[str] = typer.Option(None, help="The name volunteers see."),
@@ -32,13 +34,15 @@ def app_add(
     from boincserver import apps
     from boincserver.boinc.apps import AppSpec
     from boincserver.errors import InvalidInput
+    if sum(bool(x) for x in (example, exe, docker)) > 1 or (docker and wrapper):
+        raise InvalidInput("give one of --example, --exe (with or without --wrapper) and --docker")
     if example:
-        if exe:
-            raise InvalidInput("give --example or --exe, not both")
         spec = apps.load_example(example, name)
+        spec.platform = platform
+    elif docker:
+        spec = apps.docker_spec(name, docker, platform)
     else:
-        spec = AppSpec(name=name, exe=str(exe) if exe else "", wrapper=wrapper)
-    spec.platform = platform
+        spec = AppSpec(name=name, exe=str(exe) if exe else "", wrapper=wrapper, platform=platform)
     spec.inputs = list(inputs) or spec.inputs
     spec.outputs = list(outputs) or spec.outputs
     spec.friendly_name = friendly_name or spec.friendly_name
@@ -52,6 +56,8 @@ def app_add(
                    f"{result.seconds:.1f}s, signed with {result.signed_with}")
     for daemon in result.daemons_added:
         console.result(f"  daemon added: {daemon}")
+    if result.plan_classes_added:
+        console.result(f"  plan_class_spec.xml: added {', '.join(result.plan_classes_added)}")
 
 
 @apps_app.command("list")

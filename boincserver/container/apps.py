@@ -2,7 +2,8 @@
 
 boincserver on the host assembles a version (files, signatures, version.xml, templates,
 project.xml) and unpacks it in PROJECT_ROOT; what needs the project's programs and database
-is done here: bin/xadd, bin/update_versions, the app's daemons in config.xml.
+is done here: bin/xadd, bin/update_versions, the app's daemons in config.xml, and the
+plan_class_spec.xml the scheduler needs once a Docker app exists (boinc/plan_classes.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 from boincserver.boinc import apps as boinc_apps
-from boincserver.boinc import database, status
+from boincserver.boinc import configxml, database, plan_classes, status
 from boincserver.container import common
 from boincserver.container.common import ProjectFolder, Refused
 
@@ -28,6 +30,16 @@ def app_row(cursor, name: str) -> tuple | None:
     return cursor.fetchone()
 
 
+def plan_class_state(project: ProjectFolder, args: list[str] | None = None) -> dict:
+    """The plan classes of the versions the scheduler may send, and plan_class_spec.xml's
+    text (None: no file)."""
+    cursor = project.cursor()
+    cursor.execute(plan_classes.PLAN_CLASSES_IN_USE)
+    spec = project.root / plan_classes.FILE_NAME
+    return {"plan_classes": sorted({row[0] for row in cursor.fetchall() if row[0]}),
+            "plan_class_spec": spec.read_text() if spec.is_file() else None}
+
+
 def app_state(project: ProjectFolder, args: list[str]) -> dict:
     """What the host needs to assemble a new version of app args[0]."""
     name = args[0]
@@ -35,7 +47,18 @@ def app_state(project: ProjectFolder, args: list[str]) -> dict:
     return {"project_xml": project.read("project.xml"),
             "version_dirs": sorted(os.listdir(versions)) if versions.is_dir() else [],
             "daemons": boinc_apps.config_daemon_commands(project.read("config.xml")),
-            "registered": app_row(project.cursor(), name) is not None}
+            "registered": app_row(project.cursor(), name) is not None,
+            **plan_class_state(project)}
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write `text` as `path` in one step (the scheduler reads the file at every request: it
+    must never see half of it), the mode of the file it replaces or 0644."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    tmp = path.with_name(path.name + ".boincserver-tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
 
 
 def restart_daemons(project: ProjectFolder, wait: float = RESTART_WAIT, pause: float = 1.0) -> None:
@@ -58,11 +81,22 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
 
     args: the app, its daemons as JSON ([{"cmd", "xml"}]), the version folder the host
     unpacked. If xadd or update_versions fails, the version folder goes and project.xml is
-    put back: nothing is left half-installed."""
+    put back: nothing is left half-installed.
+
+    Once a Docker version exists the scheduler needs plan_class_spec.xml; it is made (or a
+    user's file completed) before xadd, so a plan class it cannot serve stops the install, and
+    written once the version is in; the first Docker app also turns on <debug_user_messages>
+    (the scheduler then logs why a host gets no Docker job, e.g. "Docker not present")."""
     name, vdir = args[0], args[2]
     daemons = [boinc_apps.daemon_from_json(d) for d in json.loads(args[1])]
     before = project.root / PROJECT_XML_BEFORE
+    new_class = boinc_apps.plan_class_of(Path(vdir).name)
+    classes = plan_class_state(project)
     try:
+        try:
+            spec = plan_classes.spec_file([*classes["plan_classes"], new_class], classes["plan_class_spec"])
+        except boinc_apps.AppError as exc:
+            raise Refused(str(exc)) from None
         out = {"xadd": project.run(["bin/xadd"]).strip().splitlines()[-3:]}
         printed = project.run(["bin/update_versions", "--noconfirm"])
         out["update_versions"] = [line.strip() for line in printed.splitlines() if line.strip()][-5:]
@@ -75,12 +109,20 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
         raise
     if before.is_file():
         before.unlink()
+    out["plan_classes_added"] = []
+    if spec is not None and spec != classes["plan_class_spec"]:
+        had = plan_classes.class_names(classes["plan_class_spec"]) if classes["plan_class_spec"] else []
+        out["plan_classes_added"] = [c for c in plan_classes.class_names(spec) if c not in had]
+        write_file(project.root / plan_classes.FILE_NAME, spec)
     config = project.root / "config.xml"
     text = config.read_text()
     added = boinc_apps.missing_daemons(text, daemons)
     out["daemons_added"] = [d.cmd for d in added]
+    new_text = boinc_apps.config_xml_with_daemons(text, added)
+    if new_class == plan_classes.DOCKER and plan_classes.DOCKER not in classes["plan_classes"]:
+        new_text = configxml.set_element(new_text, "debug_user_messages", "1")
+    common.replace_file(config, new_text)
     if added:
-        common.replace_file(config, boinc_apps.config_xml_with_daemons(text, added))
         restart_daemons(project)
     out["app"] = app_row(project.cursor(), name)[0]
     return out
@@ -97,4 +139,5 @@ def list_apps(project: ProjectFolder, args: list[str]) -> list[dict]:
     return apps
 
 
-COMMANDS = {"app-state": app_state, "app-install": app_install, "apps": list_apps}
+COMMANDS = {"app-state": app_state, "app-install": app_install, "apps": list_apps,
+            "plan-classes": plan_class_state}

@@ -1,14 +1,30 @@
-"""Apps as files (boincserver.boinc.apps) and the checks `app add` makes before Docker."""
+"""Apps as files (boincserver.boinc.apps) and the checks `app add` makes before Docker; Docker
+apps: docker_wrapper's inputs (boinc.docker_wrapper), the use case against the recording engine,
+the command's exit code, and the install step of boincserver-jobs over a fake project."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import socket
+import sys
+import tarfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
+from container_fakes import install_mysqldb, project_folder
+from fakes import RecordingEngine
 
-from boincserver import apps
+from boincserver import apps, context, pins, project
 from boincserver.boinc import apps as ba
+from boincserver.boinc import docker_wrapper as dw
+from boincserver.boinc import plan_classes
+from boincserver.container import apps as container_apps
+from boincserver.container import jobs as container_jobs
 from boincserver.errors import InvalidInput, ProjectError
+from boincserver.settings import Settings, load
 
 
 class NoProject:
@@ -245,3 +261,471 @@ def test_a_stopped_project_is_named_not_a_docker_failure():
     with pytest.raises(ProjectError, match="project 'demo' is not running") as info:
         apps.list_apps(project)
     assert info.value.advice == "start it with `boincserver up`"
+
+
+# -- Docker apps: docker_wrapper's job.toml and Dockerfile ------------------------------------
+
+
+def test_job_toml_keys_and_types_as_docker_wrapper_reads_them():
+    assert dw.check_job_config({}) == "/app"
+    assert dw.check_job_config({"workdir": "/work/", "image_name": "mine", "use_gpu": False, "verbose": 1,
+                                "mount": ["./data:/data:ro"], "portmap": ["8080:80"], "build_args": "--pull=false",
+                                "create_args": "--memory 1g", "web_graphics_guest_port": 80}) == "/work"
+    with pytest.raises(ba.AppError, match="key 'copy_to_container'") as info:
+        dw.check_job_config({"copy_to_container": ["x"]})
+    assert "workdir" in info.value.advice and "create_args" in info.value.advice
+    for key, value in (("use_gpu", "yes"), ("verbose", True), ("mount", "./a:/a"), ("mount", [1]), ("workdir", 3)):
+        with pytest.raises(ba.AppError, match=f"{key} = "):
+            dw.check_job_config({key: value})
+
+
+@pytest.mark.parametrize("config", [
+    {"project_dir_mount": "/project"},
+    {"mount": ["/etc:/host-etc"]},
+    {"mount": ["../../projects/x:/p"]},
+    {"mount": ["./a/../../b:/b"]},
+    {"mount": ["data:/data"]},  # a named volume of the volunteer's engine
+    {"mount": ["./a:/a; rm -rf /"]},
+    {"workdir": "app"},
+    {"workdir": "/app/../etc"},
+    {"workdir": '/a"b'},
+])
+def test_job_toml_that_reaches_outside_the_slot_is_refused(config):
+    with pytest.raises(ba.AppError) as info:
+        dw.check_job_config(config)
+    assert info.value.advice
+
+
+@pytest.mark.parametrize("dockerfile, workdir", [
+    ("FROM debian\nWORKDIR /app\nCMD ./main.sh\n", "/app"),
+    ("from debian\nworkdir /app/\n", "/app"),
+    ("FROM a AS build\nWORKDIR /src\nFROM b\n", None),  # the last stage sets none
+    ("FROM a\nWORKDIR /x\nFROM b\nWORKDIR /opt\nWORKDIR sub\n", "/opt/sub"),
+    ("# comment\nFROM a\nRUN echo \\\n  WORKDIR /no\nWORKDIR /app\n", "/app"),
+    ("FROM a\nWORKDIR /app\nRUN <<EOF\nFROM evil\nWORKDIR /tmp\nEOF\n", "/app"),
+])
+def test_the_final_stages_workdir(dockerfile, workdir):
+    assert dw.dockerfile_workdir(dockerfile) == workdir
+
+
+def test_the_dockerfile_must_start_the_container_in_the_slot():
+    dw.check_workdir("FROM a\nWORKDIR /app\n")
+    dw.check_workdir("FROM a\nWORKDIR /work\n", "/work")
+    with pytest.raises(ba.AppError, match="sets no WORKDIR") as info:
+        dw.check_workdir("FROM a\nCMD x\n")
+    assert info.value.advice.startswith("put `WORKDIR /app` after the last FROM")
+    with pytest.raises(ba.AppError, match="sets WORKDIR /src"):
+        dw.check_workdir("FROM a\nWORKDIR /src\n")
+    with pytest.raises(ba.AppError, match="a variable"):
+        dw.check_workdir("FROM a\nWORKDIR $HOME\n")
+    with pytest.raises(ba.AppError, match="no FROM"):
+        dw.check_workdir("WORKDIR /app\n")
+
+
+@pytest.mark.parametrize("name, refused", [
+    ("out.txt", None), ("..", "outside"), ("a/b", "outside"), ("..x", "outside"), ("a\\b", "outside"),
+    ("a b", "not valid"),
+])
+def test_output_names(name, refused):
+    if refused is None:
+        assert ba.check_output_name(name) == name
+    else:
+        with pytest.raises(ba.AppError, match=refused):
+            ba.check_output_name(name)
+
+
+@pytest.mark.parametrize("name", ["init_data.xml", "stderr.txt", "boinc_lockfile", "main.sig"])
+def test_version_file_names_the_client_or_update_versions_use(name):
+    with pytest.raises(ba.AppError, match="rename"):
+        ba.check_version_file_name(name)
+    assert ba.check_version_file_name("main.sh") == "main.sh"
+
+
+def test_a_docker_version_is_docker_wrapper_and_its_files_all_copied():
+    spec = ba.AppSpec(name="dk", platform="x86_64-pc-linux-gnu__docker", docker=True,
+                      extra_files={"Dockerfile": "/d/Dockerfile", "main.sh": "/d/main.sh"}, executables={"main.sh"})
+    files, entries = ba.version_layout(spec.check(), 100)
+    p = "dk_1.00_x86_64-pc-linux-gnu__docker_"
+    assert files == [(p + "docker_wrapper", "docker_wrapper:", True), (p + "Dockerfile", "/d/Dockerfile", False),
+                     (p + "main.sh", "/d/main.sh", True)]
+    root = ET.fromstring(ba.version_xml(entries, is_wrapper=True))
+    assert all(f.find("copy_file") is not None for f in root.findall("file"))
+    assert [f.findtext("logical_name") for f in root.findall("file") if f.find("main_program") is not None] == [None]
+    assert [f.findtext("logical_name") for f in root.findall("file")] == [None, "Dockerfile", "main.sh"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"platform": "x86_64-pc-linux-gnu"}, "PLATFORM__docker"),
+    ({"exe": "x"}, "with an executable"),
+    ({"extra_files": {"Dockerfile": "d", "in": "x"}}, "'in' is both a file of the app"),
+    ({"extra_files": {"main.sh": "m"}}, "needs a Dockerfile"),
+])
+def test_a_docker_spec_that_cannot_work_is_refused(change, message):
+    spec = ba.AppSpec(name="dk", platform="x86_64-pc-linux-gnu__docker", docker=True,
+                      extra_files={"Dockerfile": "d"})
+    for k, v in change.items():
+        setattr(spec, k, v)
+    with pytest.raises(ba.AppError, match=message):
+        spec.check()
+
+
+# -- Docker apps: the folder, read on this machine before the project is touched ---------------
+DOCKERFILE = "FROM debian:bookworm-20250811-slim\nWORKDIR /app\nCOPY main.sh /opt/main.sh\nCMD [\"sh\", \"/opt/main.sh\"]\n"
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    folder = tmp_path / "dapp"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / "main.sh").write_text("tr a-z A-Z < in > out\n")
+    (folder / "main.sh").chmod(0o755)
+    (folder / "notes.txt").write_text("data\n")
+    return folder
+
+
+def test_docker_spec_takes_every_top_level_file(app_dir):
+    spec = apps.docker_spec("dapp", app_dir).check()
+    assert spec.platform == "x86_64-pc-linux-gnu__docker" and spec.docker and not spec.exe
+    assert spec.extra_files == {n: str(app_dir / n) for n in ("Dockerfile", "main.sh", "notes.txt")}
+    assert spec.executables == {"main.sh"}
+    assert (spec.inputs, spec.outputs) == (["in"], ["out"])
+    assert apps.docker_spec("dapp", app_dir, "x86_64-pc-linux-gnu__docker").platform == spec.platform
+    generic = apps.docker_spec("docker_run", None).check()
+    assert (generic.extra_files, generic.inputs) == ({}, ["Dockerfile"])
+
+
+def bad_folder(app_dir, case: str):
+    if case == "no Dockerfile":
+        (app_dir / "Dockerfile").unlink()
+    elif case == "a folder":
+        (app_dir / "sub").mkdir()
+    elif case == "a symbolic link":
+        (app_dir / "link").symlink_to(app_dir / "notes.txt")
+    elif case == "file name":
+        (app_dir / "my notes.txt").write_text("x")
+    elif case == "the BOINC client uses":
+        (app_dir / "init_data.xml").write_text("x")
+    elif case == "not valid TOML":
+        (app_dir / "job.toml").write_text("workdir = \n")
+    elif case == "does not read":
+        (app_dir / "job.toml").write_text('slot_dir_mount = "/x"\n')
+    elif case == "project folder":
+        (app_dir / "job.toml").write_text('project_dir_mount = "/project"\n')
+    elif case == "sets no WORKDIR":
+        (app_dir / "Dockerfile").write_text("FROM debian\nCMD x\n")
+    elif case == "mounts the job's folder at /work":
+        (app_dir / "job.toml").write_text('workdir = "/work"\n')
+    elif case == "is not a folder":
+        return app_dir / "main.sh"
+    return app_dir
+
+
+BAD_FOLDERS = ["no Dockerfile", "a folder", "a symbolic link", "file name", "the BOINC client uses",
+               "not valid TOML", "does not read", "project folder", "sets no WORKDIR",
+               "mounts the job's folder at /work", "is not a folder"]
+
+
+@pytest.mark.parametrize("case", BAD_FOLDERS)
+def test_a_bad_docker_folder_is_refused_with_the_fix(app_dir, case):
+    with pytest.raises(InvalidInput, match=case) as info:
+        apps.docker_spec("dapp", bad_folder(app_dir, case))
+    assert info.value.advice
+
+
+@pytest.mark.parametrize("platform", ["aarch64-unknown-linux-gnu", "x86_64-pc-linux-gnu__mt", "windows_x86_64"])
+def test_docker_apps_are_for_x86_64_linux_only(app_dir, platform):
+    with pytest.raises(InvalidInput, match="Docker apps are built here for x86_64-pc-linux-gnu only") as info:
+        apps.docker_spec("dapp", app_dir, platform)
+    assert "leave out --platform" in info.value.advice
+
+
+# -- Docker apps: the use case against the recording engine -------------------------------------
+
+
+DOCKER_WRAPPER = apps.DOCKER_WRAPPER_IN_IMAGE["x86_64-pc-linux-gnu"]
+WRAPPER_BYTES = b"\x7fELF docker_wrapper API_VERSION_8.3.0\0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path) -> context.Project:
+    """A running project (recording engine) whose makeproject image has docker_wrapper."""
+    folder = tmp_path / "demo"
+    project.init(folder, Settings(project="demo", http_port=free_port()))
+    engine = RecordingEngine()
+    engine.base_images_current()
+    engine.running |= {"mysql", "apache"}
+    engine.image_files[(pins.base_image("makeproject"), DOCKER_WRAPPER)] = WRAPPER_BYTES
+    engine.on("run", "sign-md5", answer=lambda call: (0, json.dumps({m: f"sig {m}" for m in call.command[2:]}).encode(), ""))
+    engine.on("exec", "app-install", out={"daemons_added": ["sample_trivial_validator --app dapp"],
+                                          "plan_classes_added": ["mt", "docker"]})
+    return context.Project(folder.absolute(), load(folder), engine)
+
+
+def app_state(p: context.Project, **state) -> None:
+    p.engine.on("exec", "app-state", out={"version_dirs": [], "project_xml": "<boinc>\n</boinc>\n", "daemons": [],
+                                          "registered": False, "plan_classes": [], "plan_class_spec": None, **state})
+
+
+def members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return {m.name: (m, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()}
+
+
+def test_app_add_docker_sends_docker_wrapper_and_the_folders_files_all_copied(served, app_dir):
+    p = served
+    app_state(p, plan_classes=["mt"])
+    result = apps.add(p, apps.docker_spec("dapp", app_dir))
+
+    assert (result.version, result.platform, result.plan_classes_added) == ("1.00", "x86_64-pc-linux-gnu__docker",
+                                                                           ["mt", "docker"])
+    install = p.engine.find("exec", "app-install")
+    vdir = "apps/dapp/1.00/x86_64-pc-linux-gnu__docker"
+    assert install.command[-3] == "dapp" and install.command[-1] == vdir
+    assert [d["cmd"] for d in json.loads(install.command[-2])] == ["sample_trivial_validator --app dapp",
+                                                                  "sample_assimilator --app dapp"]
+    sent = members(install.args["stdin"])
+    prefix = f"{vdir}/dapp_1.00_x86_64-pc-linux-gnu__docker_"
+    wrapper_info, wrapper = sent[prefix + "docker_wrapper"]
+    assert wrapper == WRAPPER_BYTES and wrapper_info.mode & 0o100
+    main_info, main = sent[prefix + "main.sh"]
+    assert main == (app_dir / "main.sh").read_bytes() and main_info.mode & 0o100
+    assert not sent[prefix + "notes.txt"][0].mode & 0o100 and sent[prefix + "Dockerfile"][1] == DOCKERFILE.encode()
+    for name in ("docker_wrapper", "Dockerfile", "main.sh", "notes.txt"):  # each signed, in makeproject
+        assert sent[prefix + name + ".sig"][1] == f"sig {hashlib.md5(sent[prefix + name][1]).hexdigest()}".encode()
+    version = ET.fromstring(sent[f"{vdir}/version.xml"][1])
+    assert len(version.findall("file")) == 4 and all(f.find("copy_file") is not None for f in version.findall("file"))
+    assert version.findtext("api_version") == "8.3.0" and version.find("is_wrapper") is not None
+    for template in ("templates/dapp_in", "templates/dapp_out"):
+        refs = ET.fromstring(sent[template][1]).iter("file_ref")
+        assert all(r.find("copy_file") is not None for r in refs)
+    sign = p.engine.find("run", "sign-md5")
+    assert sign.args["service"] == "makeproject" and p.engine.index(sign) < p.engine.index(install)
+
+
+def test_app_add_docker_signs_offline_with_keys_dir(served, app_dir):
+    p = served
+    app_state(p)
+    key = Path(__file__).parent / "fixtures" / "keys" / "test_only_private_key"
+    result = apps.add(p, apps.docker_spec("dapp", app_dir), key)
+    assert "key file" in result.signed_with
+    assert not [c for c in p.engine.named("run") if "sign-md5" in c.text]
+    sent = members(p.engine.find("exec", "app-install").args["stdin"])
+    assert sum(name.endswith(".sig") for name in sent) == 4
+
+
+def installed(p: context.Project) -> list:
+    return [c for c in p.engine.commands() if "app-install" in c.text or "sign-md5" in c.text]
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"plan_classes": ["cuda"]}, "plan class 'cuda'"),
+    ({"plan_class_spec": "<plan_classes><plan_class>"}, "malformed"),
+])
+def test_a_plan_class_the_scheduler_could_not_serve_stops_the_install_before_anything_is_sent(served, app_dir,
+                                                                                             state, message):
+    p = served
+    app_state(p, **state)
+    with pytest.raises(InvalidInput, match=message) as info:
+        apps.add(p, apps.docker_spec("dapp", app_dir))
+    assert info.value.advice and installed(p) == []
+
+
+def test_a_native_app_on_a_project_with_the_file_needs_its_class_there_too(served):
+    p = served
+    app_state(p, plan_classes=["docker"], plan_class_spec=plan_classes.spec_file(["docker"], None))
+    with pytest.raises(InvalidInput, match="plan class 'cuda'"):
+        apps.add(p, ba.AppSpec(name="gpu", exe=__file__, platform="x86_64-pc-linux-gnu__cuda"))
+    assert installed(p) == []
+
+
+def test_an_apache_image_older_than_docker_apps_is_named(served, app_dir):
+    p = served
+    p.engine.on("exec", "app-state", out={"version_dirs": [], "project_xml": "<boinc>\n</boinc>\n"})
+    with pytest.raises(ProjectError, match="predates Docker apps"):
+        apps.add(p, apps.docker_spec("dapp", app_dir))
+    assert installed(p) == []
+
+
+def test_ensure_docker_app_installs_docker_wrapper_alone_once(served):
+    p = served
+    app_state(p)
+    result = apps.ensure_docker_app(p, "docker_run")
+    sent = members(p.engine.find("exec", "app-install").args["stdin"])
+    vdir = "apps/docker_run/1.00/x86_64-pc-linux-gnu__docker"
+    assert sorted(n for n in sent if n.startswith(vdir)) == [
+        f"{vdir}/docker_run_1.00_x86_64-pc-linux-gnu__docker_docker_wrapper",
+        f"{vdir}/docker_run_1.00_x86_64-pc-linux-gnu__docker_docker_wrapper.sig", f"{vdir}/version.xml"]
+    inputs = ET.fromstring(sent["templates/docker_run_in"][1]).find("workunit").find("file_ref")
+    assert (inputs.findtext("open_name"), inputs.find("copy_file") is not None) == ("Dockerfile", True)
+    assert result.version == "1.00"
+
+    app_state(p, registered=True, plan_classes=["docker"], plan_class_spec=plan_classes.spec_file(["docker"], None))
+    calls = len(p.engine.calls)
+    assert apps.ensure_docker_app(p, "docker_run") is None
+    assert [c.command[-2:] for c in p.engine.calls[calls:]] == [["app-state", "docker_run"]]
+
+
+@pytest.mark.parametrize("spec, where", [
+    (None, "has no plan_class_spec.xml"),
+    ("<plan_classes><plan_class><name>mt</name></plan_class></plan_classes>", "without `docker`"),
+    ("<plan_classes>", "malformed"),
+])
+def test_a_scheduler_without_the_docker_class_is_refused_for_docker_jobs(served, spec, where):
+    p = served
+    p.engine.on("exec", "plan-classes", out={"plan_classes": ["docker"], "plan_class_spec": spec})
+    with pytest.raises(ProjectError, match=where) as info:
+        apps.docker_plan_class(p)
+    assert info.value.advice
+    app_state(p, registered=True, plan_class_spec=spec)
+    with pytest.raises(ProjectError, match=where):
+        apps.ensure_docker_app(p, "docker_run")
+    assert installed(p) == []
+    p.engine.on("exec", "plan-classes", out={"plan_classes": [], "plan_class_spec": plan_classes.spec_file(["docker"], None)})
+    apps.docker_plan_class(p)
+
+
+# -- the command: exit 1, Error and Fix, nothing asked of Docker ----------------------------------
+@pytest.mark.parametrize("case", ["no Dockerfile", "a folder", "not valid TOML", "project folder", "sets no WORKDIR"])
+def test_app_add_docker_bad_folder_exits_1_and_changes_nothing(served, app_dir, case, monkeypatch, capsys):
+    from boincserver.commands import apps as apps_command
+    from boincserver.commands import cli
+    monkeypatch.setattr(apps_command, "open_project", lambda: served)
+    folder = bad_folder(app_dir, case)
+    monkeypatch.setattr(sys, "argv", ["boincserver", "app", "add", "dapp", "--docker", str(folder)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.startswith("Error: ") and "Fix: " in err and "Traceback" not in err
+    assert served.engine.calls == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--platform", "aarch64-unknown-linux-gnu"], "x86_64-pc-linux-gnu only"),
+    (["--output", "../escape"], "reaches outside the job's slot"),
+    (["--output", "sub/out"], "reaches outside the job's slot"),
+    (["--input", "main.sh"], "both a file of the app"),
+    (["--exe", __file__], "give one of"),
+    (["--wrapper"], "give one of"),
+])
+def test_app_add_docker_bad_options_exit_1_and_change_nothing(served, app_dir, args, message, monkeypatch, capsys):
+    from boincserver.commands import apps as apps_command
+    from boincserver.commands import cli
+    monkeypatch.setattr(apps_command, "open_project", lambda: served)
+    monkeypatch.setattr(sys, "argv", ["boincserver", "app", "add", "dapp", "--docker", str(app_dir), *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.startswith("Error: ") and message in err
+    assert served.engine.calls == []
+
+
+def test_app_add_docker_prints_what_it_did(served, app_dir, monkeypatch, capsys):
+    from boincserver.commands import apps as apps_command
+    from boincserver.commands import cli
+    monkeypatch.setattr(apps_command, "open_project", lambda: served)
+    app_state(served)
+    monkeypatch.setattr(sys, "argv", ["boincserver", "app", "add", "dapp", "--docker", str(app_dir)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out = capsys.readouterr().out
+    assert exc.value.code in (0, None)
+    assert "app dapp version 1.00 (x86_64-pc-linux-gnu__docker) installed" in out
+    assert "plan_class_spec.xml: added mt, docker" in out
+
+
+# -- Docker apps: the install step in the apache service (boincserver-jobs app-install) ----------
+
+
+DOCKER_VDIR = "apps/dapp/1.00/x86_64-pc-linux-gnu__docker"
+
+
+@pytest.fixture
+def helper(tmp_path, monkeypatch):
+    """A project folder and its (SQLite) database, where `boincserver-jobs` runs."""
+    db = install_mysqldb(tmp_path, monkeypatch)
+    db.sql("INSERT INTO platform (id, name) VALUES (1, 'x86_64-pc-linux-gnu')")
+    db.sql("INSERT INTO app (id, name, user_friendly_name) VALUES (1, 'up', 'Upper'), (2, 'dapp', 'D')")
+    db.sql("INSERT INTO app_version (appid, version_num, platformid, plan_class, deprecated) VALUES "
+           "(1, 100, 1, '', 0), (1, 101, 1, 'mt', 0), (1, 102, 1, 'cuda', 1)")
+    root = project_folder(tmp_path / "project")
+    monkeypatch.chdir(root)
+    return root, db
+
+
+def helper_call(root, *argv) -> tuple[int, dict | None, str]:
+    out, err = io.BytesIO(), io.StringIO()
+    code = container_jobs.main(list(argv), root=root, out=out, err=err)
+    return code, json.loads(out.getvalue() or "null"), err.getvalue()
+
+
+def install(root, vdir: str, app: str = "dapp"):
+    (root / container_apps.PROJECT_XML_BEFORE).write_text((root / "project.xml").read_text())
+    (root / vdir).mkdir(parents=True)
+    daemons = json.dumps([{"cmd": d.cmd, "xml": d.xml()} for d in ba.app_daemons(app)])
+    return helper_call(root, "app-install", app, daemons, vdir)
+
+
+def test_plan_classes_in_use_are_those_the_scheduler_may_send(helper):
+    root, _ = helper
+    code, got, _ = helper_call(root, "plan-classes")
+    assert (code, got) == (0, {"plan_classes": ["mt"], "plan_class_spec": None})  # cuda's version is deprecated
+    (root / "plan_class_spec.xml").write_text("<plan_classes></plan_classes>\n")
+    assert helper_call(root, "app-state", "dapp")[1]["plan_class_spec"] == "<plan_classes></plan_classes>\n"
+
+
+def test_the_first_docker_app_writes_the_spec_file_and_asks_the_scheduler_to_say_why(helper):
+    root, _ = helper
+    code, got, err = install(root, DOCKER_VDIR)
+    assert code == 0, err
+    spec = (root / "plan_class_spec.xml").read_text()
+    assert plan_classes.class_names(spec) == ["mt", "docker"] and got["plan_classes_added"] == ["mt", "docker"]
+    assert (root / "plan_class_spec.xml").stat().st_mode & 0o777 == 0o644
+    assert not list(root.glob("*.boincserver-tmp"))
+    config = ET.parse(root / "config.xml").getroot().find("config")
+    assert config.findtext("debug_user_messages") == "1"
+    assert "sample_assimilator --app dapp" in (root / "config.xml").read_text()
+
+
+def test_a_native_app_leaves_the_project_without_a_spec_file(helper):
+    root, _ = helper
+    code, got, err = install(root, "apps/up/1.02/x86_64-pc-linux-gnu__mt", app="up")
+    assert code == 0, err
+    assert not (root / "plan_class_spec.xml").exists() and got["plan_classes_added"] == []
+    assert "debug_user_messages" not in (root / "config.xml").read_text()
+
+
+def test_a_users_spec_file_is_completed_not_replaced(helper):
+    root, _ = helper
+    mine = "<plan_classes>\n  <plan_class><name>mt</name><max_threads>4</max_threads></plan_class>\n</plan_classes>\n"
+    (root / "plan_class_spec.xml").write_text(mine)
+    (root / "plan_class_spec.xml").chmod(0o640)
+    code, got, err = install(root, DOCKER_VDIR)
+    assert code == 0, err
+    text = (root / "plan_class_spec.xml").read_text()
+    assert text.startswith(mine.rsplit("</plan_classes>", 1)[0]) and got["plan_classes_added"] == ["docker"]
+    assert (root / "plan_class_spec.xml").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("<plan_classes><plan_class>", "malformed"),
+    ("<plan_classes></plan_classes>", "plan class 'my_gpu'"),  # in use, not in the file, no equivalent
+])
+def test_an_install_the_scheduler_could_not_serve_is_refused_before_xadd(helper, spec, message):
+    root, db = helper
+    db.sql("INSERT INTO app_version (appid, version_num, platformid, plan_class) VALUES (1, 103, 1, 'my_gpu')")
+    (root / "plan_class_spec.xml").write_text(spec)
+    before = (root / "project.xml").read_text(), (root / "config.xml").read_text()
+    code, _, err = install(root, DOCKER_VDIR)
+    assert code == container_jobs.USER_MISTAKE and message in err
+    assert "Fix: " in err
+    assert not (root / "calls.log").exists()  # neither xadd nor update_versions ran
+    assert not (root / DOCKER_VDIR).exists()
+    assert ((root / "project.xml").read_text(), (root / "config.xml").read_text()) == before
+    assert (root / "plan_class_spec.xml").read_text() == spec

@@ -395,35 +395,30 @@ def test_docker_spec_takes_every_top_level_file(app_dir):
     assert (generic.extra_files, generic.inputs) == ({}, ["Dockerfile"])
 
 
+def _write(name: str, text: str):
+    def write(folder):
+        (folder / name).write_text(text)
+    return write
+
+
+# Each way a Docker app's folder can be wrong (named by the words of its refusal): what makes it so.
+BAD_FOLDERS = {
+    "no Dockerfile": lambda folder: (folder / "Dockerfile").unlink(),
+    "a folder": lambda folder: (folder / "sub").mkdir(),
+    "a symbolic link": lambda folder: (folder / "link").symlink_to(folder / "notes.txt"),
+    "file name": _write("my notes.txt", "x"),
+    "the BOINC client uses": _write("init_data.xml", "x"),
+    "not valid TOML": _write("job.toml", "workdir = \n"),
+    "does not read": _write("job.toml", 'slot_dir_mount = "/x"\n'),
+    "project folder": _write("job.toml", 'project_dir_mount = "/project"\n'),
+    "sets no WORKDIR": _write("Dockerfile", "FROM debian\nCMD x\n"),
+    "mounts the job's folder at /work": _write("job.toml", 'workdir = "/work"\n'),
+    "is not a folder": lambda folder: folder / "main.sh",
+}
+
+
 def bad_folder(app_dir, case: str):
-    if case == "no Dockerfile":
-        (app_dir / "Dockerfile").unlink()
-    elif case == "a folder":
-        (app_dir / "sub").mkdir()
-    elif case == "a symbolic link":
-        (app_dir / "link").symlink_to(app_dir / "notes.txt")
-    elif case == "file name":
-        (app_dir / "my notes.txt").write_text("x")
-    elif case == "the BOINC client uses":
-        (app_dir / "init_data.xml").write_text("x")
-    elif case == "not valid TOML":
-        (app_dir / "job.toml").write_text("workdir = \n")
-    elif case == "does not read":
-        (app_dir / "job.toml").write_text('slot_dir_mount = "/x"\n')
-    elif case == "project folder":
-        (app_dir / "job.toml").write_text('project_dir_mount = "/project"\n')
-    elif case == "sets no WORKDIR":
-        (app_dir / "Dockerfile").write_text("FROM debian\nCMD x\n")
-    elif case == "mounts the job's folder at /work":
-        (app_dir / "job.toml").write_text('workdir = "/work"\n')
-    elif case == "is not a folder":
-        return app_dir / "main.sh"
-    return app_dir
-
-
-BAD_FOLDERS = ["no Dockerfile", "a folder", "a symbolic link", "file name", "the BOINC client uses",
-               "not valid TOML", "does not read", "project folder", "sets no WORKDIR",
-               "mounts the job's folder at /work", "is not a folder"]
+    return BAD_FOLDERS[case](app_dir) or app_dir
 
 
 @pytest.mark.parametrize("case", BAD_FOLDERS)

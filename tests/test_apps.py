@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import socket
 import sys
 import tarfile
@@ -724,3 +725,15 @@ def test_an_install_the_scheduler_could_not_serve_is_refused_before_xadd(helper,
     assert not (root / DOCKER_VDIR).exists()
     assert ((root / "project.xml").read_text(), (root / "config.xml").read_text()) == before
     assert (root / "plan_class_spec.xml").read_text() == spec
+
+
+def test_the_makeproject_image_builds_the_wrappers_apps_take_from_it():
+    """apps.py reads BOINC's wrapper and docker_wrapper from the makeproject image at the paths a
+    direct `make -C samples/NAME` leaves them (NAME__PLATFORM): the image's Dockerfile makes both."""
+    from boincserver import paths
+    dockerfile = (paths.data_dir("images") / "makeproject" / "Dockerfile").read_text()
+    made = set(re.findall(r"make -C samples/([a-z_]+) -s", dockerfile))
+    for table in (apps.WRAPPER_IN_IMAGE, apps.DOCKER_WRAPPER_IN_IMAGE):
+        for platform, path in table.items():
+            folder, program = path.removeprefix("/usr/src/boinc/samples/").split("/")
+            assert folder in made and program == f"{folder}__{platform}"

@@ -27,8 +27,9 @@ from boincserver.settings import Settings, locked_changes, to_toml
 
 SERVICES = ("mysql", "makeproject", "apache")
 PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
-# Files of the project folder that are settings, not build inputs (see the .dockerignore).
-NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github"}
+# Files of the project folder that are settings, not build inputs (see the .dockerignore);
+# volunteer/ is `boincserver volunteer`'s client: its account key and the files it computes.
+NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github", "volunteer"}
 
 
 # -- init ----------------------------------------------------------------------------------

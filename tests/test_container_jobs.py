@@ -183,7 +183,8 @@ def test_abort_cancels_what_is_unfinished_only(root, db, batch_of_three):
 def test_app_state(root, db):
     got = answer(root, "app-state", "up")
     assert got == {"project_xml": (root / "project.xml").read_text(), "version_dirs": ["1.00"],
-                   "daemons": ["feeder -d 3"], "registered": True}
+                   "daemons": ["feeder -d 3"], "registered": True,
+                   "plan_classes": [], "plan_class_spec": None}
     assert answer(root, "app-state", "new")["version_dirs"] == [] and not answer(root, "app-state", "new")["registered"]
 
 

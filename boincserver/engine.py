@@ -273,6 +273,46 @@ class Engine:
             return None
         return out or None
 
+    def compose_project(self, directory: Path, name: str) -> "Engine":
+        """The same engine bound to another Compose project: the folder of its compose.yaml and .env."""
+        return Engine(directory, name)
+
+    def remove_default_network(self) -> None:
+        """Remove the network compose_up made for this Compose project, if no container uses it.
+
+        Where every service is on the host's network, Compose neither uses it nor removes it
+        on `down`."""
+        name = f"{self.docker.client_config.compose_project_name}_default"
+        subprocess.run(self._base_cmd() + ["network", "rm", name], capture_output=True)
+
+    # -- containers and images by name, outside any Compose project --------------------------
+    def _names(self, args: list[str]) -> list[str]:
+        cmd = self._base_cmd() + args
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise classify(cmd, done.returncode, done.stderr)
+        return done.stdout.split()
+
+    def containers_named(self, prefix: str) -> list[str]:
+        """The containers, in any state, whose names start with `prefix`."""
+        names = self._names(["ps", "--all", "--filter", f"name={prefix}", "--format", "{{.Names}}"])
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def images_named(self, prefix: str) -> list[str]:
+        """The images (repository:tag) whose repository starts with `prefix`."""
+        refs = self._names(["image", "ls", "--filter", f"reference={prefix}*", "--format",
+                            "{{.Repository}}:{{.Tag}}"])
+        return sorted(r for r in refs if r.startswith(prefix))
+
+    def remove_containers(self, names: Sequence[str]) -> None:
+        """`docker rm --force`: running and paused ones too."""
+        if names:
+            self._call(self.docker.container.remove, list(names), force=True)
+
+    def remove_images(self, references: Sequence[str]) -> None:
+        if references:
+            self._call(self.docker.image.remove, list(references))
+
     # -- one command: in a one-shot container, or in a running service -------------------
     def run(self, command: Sequence[str], *, service: str | None = None, image: str | None = None,
             entrypoint: str | None = None, dependencies: bool = False, user: str | None = None,

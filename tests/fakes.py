@@ -81,6 +81,10 @@ class RecordingEngine:
     http_port: int = 8080
     calls: list[Call] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
+    containers: set[str] = field(default_factory=set)  # containers made outside Compose, by name
+    # The engines of other Compose projects (compose_project), by (folder, name): each has its own
+    # running services and shares everything else, the calls too.
+    bound: dict[tuple[str, str], "RecordingEngine"] = field(default_factory=dict)
 
     # -- what a test sets up and reads ------------------------------------------------------
     def on(self, name: str, *words: str, service: str | None = None, out: bytes | str | dict | list = b"",
@@ -205,6 +209,37 @@ class RecordingEngine:
     @recorded
     def compose_port(self, call):
         return f"0.0.0.0:{self.http_port}" if call.args["service"] in self.running else None
+
+    @recorded
+    def compose_project(self, call):
+        key = (str(call.args["directory"]), call.args["name"])
+        if key not in self.bound:
+            self.bound[key] = RecordingEngine(
+                images=self.images, registry=self.registry, image_files=self.image_files, volumes=self.volumes,
+                http_port=self.http_port, calls=self.calls, replies=self.replies, containers=self.containers)
+        return self.bound[key]
+
+    @recorded
+    def remove_default_network(self, call):
+        pass
+
+    # -- containers and images by name ------------------------------------------------------
+    @recorded
+    def containers_named(self, call):
+        return sorted(n for n in self.containers if n.startswith(call.args["prefix"]))
+
+    @recorded
+    def images_named(self, call):
+        return sorted(t for t in self.images if t.startswith(call.args["prefix"]))
+
+    @recorded
+    def remove_containers(self, call):
+        self.containers.difference_update(call.args["names"])
+
+    @recorded
+    def remove_images(self, call):
+        for reference in call.args["references"]:
+            del self.images[reference]
 
     # -- commands in containers -------------------------------------------------------------
     @recorded

@@ -33,6 +33,10 @@ _JOBS = ("SELECT w.id, w.name, w.batch, w.error_mask, w.canonical_resultid, w.as
          "FROM workunit w LEFT JOIN result r ON r.workunitid=w.id WHERE ").format(
     **bj.RESULT_SERVER_STATES, success=bj.RESULT_OUTCOME_SUCCESS)
 
+_FAILED_RESULTS = ("SELECT workunitid, name, outcome, exit_status, stderr_out FROM result "
+                   "WHERE server_state={over} AND outcome NOT IN ({success}, {didnt_need}) ").format(
+    over=bj.RESULT_SERVER_STATES["over"], success=bj.RESULT_OUTCOME_SUCCESS, didnt_need=bj.RESULT_OUTCOME_DIDNT_NEED)
+
 
 def _chunks(names: list[str]) -> Iterator[tuple[str, tuple]]:
     """(placeholders, names) for each piece of the list."""
@@ -52,6 +56,13 @@ def jobs_of_batch(batch: int) -> list[Statement]:
 
 def jobs_named(names: list[str]) -> list[Statement]:
     return [(_JOBS + f"w.name IN ({marks}) GROUP BY w.id ORDER BY w.id", chunk) for marks, chunk in _chunks(names)]
+
+
+def failed_results(workunit_ids: list[int]) -> list[Statement]:
+    """(workunitid, name, outcome, exit_status, stderr_out) of the workunits' results that came
+    back failed (over, and neither a success nor one not needed), oldest first."""
+    return [(_FAILED_RESULTS + f"AND workunitid IN ({marks}) ORDER BY id", chunk)
+            for marks, chunk in _chunks(workunit_ids)]
 
 
 def insert_batch(name: str, app_id: int, njobs: int, description: str, now: float | None = None) -> Statement:

@@ -13,7 +13,9 @@ server_release 1.6.2's tools/create_work.cpp:
 - Workunit names are unique in the database; without --wu_name create_work makes one up.
 
 The jobs file of `boincserver submit` is that per-line format with the local files' paths,
-plus blank lines and # comments; options may also be written with '-' (--wu-name).
+plus blank lines and # comments; options may also be written with '-' (--wu-name). A job
+may name its own templates (--wu_template, --result_template on its line): create_work
+reads each such file once and keeps the result template's path in the workunit row.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class Job:
     command_line: str | None = None
     priority: int | None = None
     lineno: int = 0
+    # The job's own templates (paths relative to the project), instead of templates/APP_in
+    # and APP_out: jobs of one app with different files (create-work --image).
+    wu_template: str | None = None
+    result_template: str | None = None
 
 
 @dataclass
@@ -167,19 +173,38 @@ def generated_wu_name(app: str, submission: str, index: int) -> str:
 
 
 def stdin_line(wu_name: str, staged: list[str], command_line: str | None = None,
-               priority: int | None = None) -> str:
-    """One line of create_work --stdin."""
+               priority: int | None = None, wu_template: str | None = None,
+               result_template: str | None = None) -> str:
+    """One line of create_work --stdin (which reads a line's --wu_template and
+    --result_template as that job's own; paths relative to the project)."""
     words = ["--wu_name", wu_name]
     if command_line:
         words += ["--command_line", quote(command_line)]
     if priority is not None:
         words += ["--priority", str(priority)]
+    for option, path in (("--wu_template", wu_template), ("--result_template", result_template)):
+        if path:
+            words += [option, check_template_path(path)]
     words += staged
     line = " ".join(words)
     if len(line) > LINE_MAX or len(words) > WORDS_MAX:
         raise JobsError(f"job {wu_name}: too long for create_work (at most {LINE_MAX} characters "
                         f"and {WORDS_MAX} words a line)")
     return line
+
+
+# The workunit row keeps the result template's path in result_template_file, 64 bytes with
+# its NUL (db/boinc_db_types.h); create_work refuses a longer one.
+RESULT_TEMPLATE_PATH_MAX = 63
+TEMPLATE_PATH = re.compile(r"templates/[A-Za-z0-9_.-]+")
+
+
+def check_template_path(path: str) -> str:
+    """A per-job template: a file of the project's templates/ folder, its path short enough."""
+    if not TEMPLATE_PATH.fullmatch(path) or len(path) > RESULT_TEMPLATE_PATH_MAX:
+        raise JobsError(f"template {path!r} is not a file of templates/ with a path of at most "
+                        f"{RESULT_TEMPLATE_PATH_MAX} characters")
+    return path
 
 
 def check_options(options: dict) -> dict:
@@ -245,6 +270,9 @@ ASSIMILATE_DONE = 2
 RESULT_SERVER_STATES = {"unsent": 2, "in_progress": 4, "over": 5}
 RESULT_OUTCOME_SUCCESS = 1
 RESULT_OUTCOME_DIDNT_NEED = 5
+RESULT_OUTCOMES = {1: "success", 2: "couldn't send", 3: "client error", 4: "no reply", 5: "didn't need",
+                   6: "validate error", 7: "client detached"}
+STDERR_TAIL_LINES = 12
 BATCH_STATES = {0: "init", 1: "in progress", 2: "complete", 3: "aborted", 4: "retired"}
 BATCH_IN_PROGRESS = 1
 BATCH_ABORTED = 3
@@ -280,6 +308,30 @@ def job_report(name: str, batch: int, error_mask: int, canonical_resultid: int, 
     if error_mask:
         job["errors"] = error_reasons(error_mask)
     return job
+
+
+def _between(text: str, start: str, end: str) -> str | None:
+    i = text.find(start)
+    if i < 0:
+        return None
+    j = text.find(end, i + len(start))
+    return text[i + len(start):] if j < 0 else text[i + len(start):j]
+
+
+def failure_report(result_name: str, outcome: int, exit_status: int, stderr_out: str | None,
+                   lines: int = STDERR_TAIL_LINES) -> dict:
+    """A result that came back failed, as `results` shows it: the client's message (e.g.
+    "process exited with code 3 (0x3, -253)"), the program's exit status and the last lines
+    of what it wrote to stderr. The client sends stderr_out as <message>...</message> and
+    <stderr_txt>...</stderr_txt> (the tail of the slot's stderr.txt), possibly cut short."""
+    text = stderr_out or ""
+    message = (_between(text, "<message>", "</message>") or "").strip()
+    stderr_txt = _between(text, "<stderr_txt>", "</stderr_txt>")
+    if stderr_txt is None:
+        stderr_txt = text
+    tail = [line for line in stderr_txt.rstrip().replace("]]>", "").splitlines() if line.strip()][-lines:]
+    return {"result": result_name, "outcome": RESULT_OUTCOMES.get(outcome, str(outcome)),
+            "exit_status": exit_status, "message": message, "stderr_tail": "\n".join(tail)}
 
 
 def jobs_summary(jobs: list[dict]) -> dict[str, int]:

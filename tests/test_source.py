@@ -215,3 +215,80 @@ def test_cached_is_none_when_empty():
 def test_expected_names_release_and_commit():
     text = boinc_source.expected()
     assert pins.BOINC_RELEASE in text and PIN in text
+
+
+# -- boinc_source.resolve_client: the same ways, for the volunteer client's pinned commit ------
+CLIENT_PIN = pins.CLIENT_COMMIT
+
+
+@pytest.fixture
+def no_client_env(monkeypatch):
+    monkeypatch.delenv(boinc_source.ENV_CLIENT_SOURCE, raising=False)
+
+
+def test_client_and_server_pins_are_different_commits():
+    assert CLIENT_PIN != PIN
+    assert paths.boinc_tarball_cache(CLIENT_PIN) != paths.boinc_tarball_cache()
+
+
+def test_client_tarball_is_accepted_and_cached_beside_the_server_one(tmp_path, make_tarball, isolated, no_client_env):
+    src = make_tarball(tmp_path / "src" / "client.tar.gz", CLIENT_PIN, top=f"boinc-{CLIENT_PIN}")
+    got = boinc_source.resolve_client(src, download=False)
+    assert got == paths.boinc_tarball_cache(CLIENT_PIN) == isolated / "boinc" / f"boinc-{CLIENT_PIN}.tar.gz"
+    assert got.read_bytes() == src.read_bytes()
+    assert boinc_source.cached(boinc_source.client_source()) == got
+    assert boinc_source.cached() is None  # the server's cache is untouched
+
+
+def test_client_resolve_refuses_the_server_tarball(tmp_path, make_tarball, isolated, no_client_env):
+    src = make_tarball(tmp_path / "server.tar.gz", PIN)
+    with pytest.raises(SourceError) as exc:
+        boinc_source.resolve_client(src, download=False)
+    assert CLIENT_PIN in str(exc.value) and pins.CLIENT_RELEASE in str(exc.value)
+    assert files_under(isolated) == []
+
+
+def test_server_resolve_refuses_the_client_tarball(tmp_path, make_tarball, isolated):
+    src = make_tarball(tmp_path / "client.tar.gz", CLIENT_PIN)
+    with pytest.raises(SourceError, match=CLIENT_PIN):
+        boinc_source.resolve(src, download=False)
+
+
+def test_client_tarball_from_its_own_environment_variable(tmp_path, make_tarball, monkeypatch):
+    src = make_tarball(tmp_path / "client.tar.gz", CLIENT_PIN)
+    monkeypatch.setenv(boinc_source.ENV_CLIENT_SOURCE, str(src))
+    monkeypatch.setenv(boinc_source.ENV_SOURCE, str(tmp_path / "missing.tar.gz"))
+    assert boinc_source.resolve_client(download=False).read_bytes() == src.read_bytes()
+
+
+def test_client_cache_is_used(make_tarball, no_client_env):
+    cache = make_tarball(paths.boinc_tarball_cache(CLIENT_PIN), CLIENT_PIN)
+    assert boinc_source.resolve_client(download=False) == cache
+
+
+def test_client_empty_cache_without_download_names_the_client_option(isolated, no_client_env):
+    with pytest.raises(SourceError) as exc:
+        boinc_source.resolve_client(download=False)
+    assert "--client-src" in (exc.value.advice or "")
+    assert CLIENT_PIN in str(exc.value)
+
+
+def test_client_git_checkout_with_pinned_commit_is_archived(git_repo, monkeypatch, isolated, no_client_env):
+    folder, head = git_repo
+    monkeypatch.setattr(pins, "CLIENT_COMMIT", head)
+    got = boinc_source.resolve_client(folder, download=False)
+    assert got == isolated / "boinc" / f"boinc-{head}.tar.gz"
+    assert tarball_commit(got) == head and tarball_top_folder(got) == f"boinc-{head}"
+
+
+def test_client_download_names_the_client_commit(monkeypatch, isolated, no_client_env):
+    asked = []
+
+    def refuse(url, timeout):
+        asked.append(url)
+        raise OSError("offline")
+    monkeypatch.setattr(boinc_source.urllib.request, "urlopen", refuse)
+    with pytest.raises(SourceError) as exc:
+        boinc_source.resolve_client()
+    assert asked == [pins.BOINC_ARCHIVE_URL.format(commit=CLIENT_PIN)]
+    assert boinc_source.ENV_CLIENT_SOURCE in exc.value.advice

@@ -1,10 +1,12 @@
-"""boincserver's base images (mysql, apache, makeproject) and the base OS image under them.
+"""boincserver's images and the base OS image under them: the base images of a project (mysql,
+apache, makeproject) and the volunteer's (volunteer: a BOINC 8.2 client; hello-world: what that
+client runs to check Docker).
 
-Each base image carries a label with the digest of its inputs (every file of its build context,
+Each image carries a label with the digest of its inputs (every file of its build context,
 and the pins, which name BOINC's source); a build is skipped when the image already has that
-digest, so a change to a project's files never recompiles BOINC. The apache and makeproject
-images ship the part of boincserver that runs in them (boincserver.container and the pure
-modules it imports) as lib/ of their context.
+digest, so a change to a project's files never recompiles BOINC. The apache, makeproject and
+volunteer images ship the part of boincserver that runs in them (boincserver.container and the
+pure modules it imports) as lib/ of their context.
 """
 
 from __future__ import annotations
@@ -25,7 +27,36 @@ from boincserver.errors import EnvironmentProblem
 INPUTS_LABEL = "org.boincserver.inputs"
 # What of the package the images ship (not the CLI, nor anything that needs a third-party module).
 SHIPPED_PACKAGE = ("__init__.py", "catalogue.py", "boinc", "container")
-SHIPS_PACKAGE = ("apache", "makeproject")
+SHIPS_PACKAGE = ("apache", "makeproject", "volunteer")
+# The images that compile BOINC, and the name its source tarball has in their build context.
+SOURCE_TARBALL = {"makeproject": "boinc-src.tar.gz", "volunteer": "boinc-client-src.tar.gz"}
+# Built by ensure_volunteer_images, not by `boincserver build`.
+VOLUNTEER_IMAGE_NAMES = ("volunteer", "hello-world")
+
+
+def image_tag(name: str) -> str:
+    if name == "volunteer":
+        return pins.volunteer_image()
+    if name == "hello-world":
+        return pins.HELLO_WORLD_IMAGE
+    return pins.base_image(name)
+
+
+def boinc_pin(name: str) -> tuple[str, str]:
+    """(release, commit) of the BOINC an image is made for: the client's for the volunteer's images."""
+    if name in VOLUNTEER_IMAGE_NAMES:
+        return pins.CLIENT_RELEASE, pins.CLIENT_COMMIT
+    return pins.BOINC_RELEASE, pins.BOINC_COMMIT
+
+
+def pinned_build_args(name: str) -> dict[str, str]:
+    """The build arguments of an image besides BASE_IMAGE: the pins it is built from."""
+    if name == "volunteer":
+        return {"CLIENT_COMMIT": pins.CLIENT_COMMIT, "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE,
+                "DOCKER_CLI_VERSION": pins.DOCKER_CLI_VERSION}
+    if name == "hello-world":
+        return {}
+    return {"BOINC_COMMIT": pins.BOINC_COMMIT}
 
 
 def catalogue_file() -> Path:
@@ -50,11 +81,13 @@ def shipped_package_files() -> list[tuple[str, Path]]:
 
 
 def context_files(name: str) -> list[tuple[str, Path]]:
-    """(path in the build context, source) of every file of a base image's context but BOINC's
+    """(path in the build context, source) of every file of an image's context but BOINC's
     source tarball (the pinned commit stands for it)."""
     images_dir = paths.data_dir("images")
     files = [(f.relative_to(images_dir / name).as_posix(), f) for f in _files(images_dir / name)]
-    files += [(f"common/{f.relative_to(images_dir / 'common').as_posix()}", f) for f in _files(images_dir / "common")]
+    if name in pins.BASE_IMAGE_NAMES:
+        files += [(f"common/{f.relative_to(images_dir / 'common').as_posix()}", f)
+                  for f in _files(images_dir / "common")]
     if name in SHIPS_PACKAGE:
         files += [(f"lib/{path}", f) for path, f in shipped_package_files()]
     if name == "makeproject":
@@ -63,9 +96,9 @@ def context_files(name: str) -> list[tuple[str, Path]]:
 
 
 def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
-    """The digest of exactly what a base image is built from."""
+    """The digest of exactly what an image is built from."""
     h = hashlib.sha256()
-    h.update(f"{name}\0{base_os_image}\0{pins.BOINC_COMMIT}\0".encode())
+    h.update("".join(f"{v}\0" for v in (name, base_os_image, *pinned_build_args(name).values())).encode())
     for path, f in sorted(context_files(name)):
         h.update(path.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
@@ -75,23 +108,24 @@ def labels_for(name: str, digest: str) -> dict[str, str]:
     from boincserver import registry
     # source and revision: boincserver's own checkout, where it runs from one (not from a wheel).
     facts = registry.git_facts(paths.PACKAGE_DIR.parent) if (paths.PACKAGE_DIR.parent / ".git").exists() else {}
+    release, commit = boinc_pin(name)
     return {
         INPUTS_LABEL: digest,
-        **registry.oci_labels(__version__, pins.BOINC_COMMIT, facts, title=f"boincserver {name}"),
-        "org.boincserver.boinc-release": pins.BOINC_RELEASE,
+        **registry.oci_labels(__version__, commit, facts, title=f"boincserver {name}"),
+        "org.boincserver.boinc-release": release,
     }
 
 
 def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
-    """Assemble the build context of one base image in `into`: the files inputs_digest covers
-    (modes kept: the entry points are executable), and BOINC's source for makeproject."""
+    """Assemble the build context of one image in `into`: the files inputs_digest covers
+    (modes kept: the entry points are executable), and BOINC's source where it compiles it."""
     for path, source in context_files(name):
         target = into / path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-    if name == "makeproject":
+    if name in SOURCE_TARBALL:
         assert boinc_tarball is not None
-        target = into / "boinc-src.tar.gz"
+        target = into / SOURCE_TARBALL[name]
         try:
             os.link(boinc_tarball, target)
         except OSError:
@@ -99,40 +133,54 @@ def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
     return into
 
 
+def image_state(engine: Engine, name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
+    """'current', 'outdated' or 'missing'."""
+    labels = engine.image_labels(image_tag(name))
+    if labels is None:
+        return "missing"
+    return "current" if labels.get(INPUTS_LABEL) == inputs_digest(name, base_os_image) else "outdated"
+
+
 def base_images_state(engine: Engine, base_os_image: str = pins.BASE_OS_IMAGE) -> dict[str, str]:
     """For each base image: 'current', 'outdated' or 'missing'."""
-    state = {}
-    for name in pins.BASE_IMAGE_NAMES:
-        labels = engine.image_labels(pins.base_image(name))
-        if labels is None:
-            state[name] = "missing"
-        elif labels.get(INPUTS_LABEL) != inputs_digest(name, base_os_image):
-            state[name] = "outdated"
-        else:
-            state[name] = "current"
-    return state
+    return {name: image_state(engine, name, base_os_image) for name in pins.BASE_IMAGE_NAMES}
+
+
+def build_images(engine: Engine, names: tuple[str, ...], source_tarball: Callable[[], Path], on_line: LineSink,
+                 on_step: Callable[[str], None], force: bool = False,
+                 base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
+    """Build those of `names` that are missing or outdated (all with `force`); return the names
+    built. `source_tarball` is asked only when an image that compiles BOINC is built."""
+    built = []
+    for name in names:
+        state = image_state(engine, name, base_os_image)
+        if state == "current" and not force:
+            continue
+        ensure_os_image(engine, base_os_image, on_step)
+        tag = image_tag(name)
+        on_step(f"building {'base ' if name in pins.BASE_IMAGE_NAMES else ''}image {tag} ({state})"
+                + (": compiling BOINC takes a few minutes" if name in SOURCE_TARBALL else ""))
+        with tempfile.TemporaryDirectory(prefix=f"boincserver-{name}-") as tmp:
+            ctx = make_context(name, Path(tmp) / "ctx", source_tarball() if name in SOURCE_TARBALL else None)
+            digest = inputs_digest(name, base_os_image)
+            engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, **pinned_build_args(name)},
+                               labels_for(name, digest), on_line)
+        built.append(name)
+    return built
 
 
 def build_base_images(engine: Engine, boinc_tarball: Callable[[], Path], on_line: LineSink,
                       on_step: Callable[[str], None], force: bool = False,
                       base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
     """Build the base images that are missing or outdated; return the names built."""
-    built = []
-    for name, state in base_images_state(engine, base_os_image).items():
-        if state == "current" and not force:
-            continue
-        ensure_os_image(engine, base_os_image, on_step)
-        tag = pins.base_image(name)
-        on_step(f"building base image {tag} ({state})"
-                + (": compiling BOINC takes a few minutes" if name == "makeproject" else ""))
-        with tempfile.TemporaryDirectory(prefix=f"boincserver-{name}-") as tmp:
-            ctx = make_context(name, Path(tmp) / "ctx",
-                               boinc_tarball() if name == "makeproject" else None)
-            digest = inputs_digest(name, base_os_image)
-            engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, "BOINC_COMMIT": pins.BOINC_COMMIT},
-                               labels_for(name, digest), on_line)
-        built.append(name)
-    return built
+    return build_images(engine, pins.BASE_IMAGE_NAMES, boinc_tarball, on_line, on_step, force, base_os_image)
+
+
+def ensure_volunteer_images(engine: Engine, client_tarball: Callable[[], Path], on_line: LineSink,
+                            on_step: Callable[[str], None], force: bool = False) -> list[str]:
+    """The volunteer image (the pinned BOINC client, from `client_tarball`'s source) and the
+    hello-world image its client checks Docker with, each built unless current; the names built."""
+    return build_images(engine, VOLUNTEER_IMAGE_NAMES, client_tarball, on_line, on_step, force)
 
 
 def debian_mirror() -> str | None:

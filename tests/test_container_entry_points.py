@@ -22,7 +22,11 @@ KNOWLEDGE = ("def ", "class ", "import re", "re.", "<daemon", "<file_info", "con
              "update_versions", "create_work", "make_project")
 # The commands host code runs in the images, and the module each must start.
 ENTRY_POINTS = {"apache/boincserver-jobs": ("boincserver-jobs", "boincserver.container.jobs"),
-                "makeproject/project-setup": ("boincserver-project-setup", "boincserver.container.setup")}
+                "makeproject/project-setup": ("boincserver-project-setup", "boincserver.container.setup"),
+                "volunteer/boincserver-volunteer": ("boincserver-volunteer", "boincserver.container.volunteer")}
+# How each refuses an unknown command (exit 2).
+REFUSALS = {"apache": "usage: boincserver-jobs", "makeproject": "[makeproject] error: unknown command",
+            "volunteer": "usage: boincserver-volunteer"}
 
 
 def python_files() -> list[Path]:
@@ -80,12 +84,12 @@ def test_what_the_image_ships_runs_the_entry_point_alone(tmp_path, entry):
     no cryptography), reaches its main() and refuses an unknown command its own way."""
     folder, name = entry.split("/")
     (tmp_path / "boinc.tar.gz").write_bytes(b"x")
-    ctx = images.make_context(folder, tmp_path / "ctx", tmp_path / "boinc.tar.gz" if folder == "makeproject" else None)
+    ctx = images.make_context(folder, tmp_path / "ctx", tmp_path / "boinc.tar.gz" if folder in images.SOURCE_TARBALL else None)
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ctx / "lib"), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run([sys.executable, "-S", str(ctx / name), "no-such-command"], capture_output=True,
                           text=True, env=env, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert ("usage: boincserver-jobs" if folder == "apache" else "[makeproject] error: unknown command") in done.stderr
+    assert REFUSALS[folder] in done.stderr
     # Every shipped module imports from lib/ alone.
     modules = [p.removeprefix("lib/").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
                for p, _ in images.context_files(folder) if p.startswith("lib/")]

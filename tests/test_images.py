@@ -162,3 +162,97 @@ def test_debian_mirror_from_deb822_with_two_uris(apt_root):
     (apt_root / "sources.list.d/debian.sources").write_text(
         f"Types: deb\nURIs: {MIRROR} http://192.0.2.14/debian\nSuites: bookworm\n")
     assert images.debian_mirror() == MIRROR
+
+
+# -- the volunteer's images: volunteer (the BOINC 8.2 client) and hello-world ---------------------
+def test_the_volunteer_context_ships_lib_the_entry_point_and_the_client_source(tmp_path):
+    tarball = tmp_path / "client.tar.gz"
+    tarball.write_bytes(b"client source bytes")
+    ctx = images.make_context("volunteer", tmp_path / "ctx", tarball)
+    listing = _context_listing(ctx)
+    assert (ctx / "boinc-client-src.tar.gz").read_bytes() == b"client source bytes"
+    assert not (ctx / "boinc-src.tar.gz").exists()
+    assert {"Dockerfile", "boincserver-volunteer", "lib/boincserver/container/volunteer.py",
+            "lib/boincserver/boinc/client.py", "lib/boincserver/container/common.py"} <= listing
+    assert (ctx / "boincserver-volunteer").stat().st_mode & 0o111
+    assert not [p for p in listing if p.startswith("common/")]  # the BOINC user script is the server's
+    # The same shipped package as the server's images: one list drives them all.
+    assert {p for p in listing if p.startswith("lib/")} == \
+        {f"lib/{path}" for path, _ in images.shipped_package_files()}
+    assert listing - {"boinc-client-src.tar.gz"} == {path for path, _ in images.context_files("volunteer")}
+
+
+def test_the_hello_world_context_is_its_dockerfile(tmp_path):
+    ctx = images.make_context("hello-world", tmp_path / "ctx", None)
+    assert _context_listing(ctx) == {"Dockerfile"}
+    assert "Hello" in (ctx / "Dockerfile").read_text()
+
+
+def test_the_volunteer_digest_follows_the_client_pins_not_the_server_s(monkeypatch):
+    before = {n: images.inputs_digest(n) for n in (*pins.BASE_IMAGE_NAMES, *images.VOLUNTEER_IMAGE_NAMES)}
+    monkeypatch.setattr(pins, "CLIENT_COMMIT", "0" * 40)
+    after_commit = {n: images.inputs_digest(n) for n in before}
+    assert after_commit["volunteer"] != before["volunteer"]
+    assert {n: d for n, d in after_commit.items() if n != "volunteer"} == \
+        {n: d for n, d in before.items() if n != "volunteer"}
+    monkeypatch.setattr(pins, "DOCKER_CLI_VERSION", "27.0.0")
+    volunteer = images.inputs_digest("volunteer")
+    assert volunteer != after_commit["volunteer"]
+    monkeypatch.setattr(pins, "BOINC_COMMIT", "1" * 40)
+    assert images.inputs_digest("volunteer") == volunteer
+    assert images.inputs_digest("makeproject") != before["makeproject"]
+    assert images.inputs_digest("hello-world") == before["hello-world"]
+
+
+def test_volunteer_labels_name_the_client_release():
+    labels = images.labels_for("volunteer", "abc")
+    assert labels["org.boincserver.boinc-commit"] == pins.CLIENT_COMMIT
+    assert labels["org.boincserver.boinc-release"] == pins.CLIENT_RELEASE
+    assert images.labels_for("makeproject", "abc")["org.boincserver.boinc-commit"] == pins.BOINC_COMMIT
+
+
+def test_ensure_volunteer_images_builds_what_is_missing_then_nothing(tmp_path):
+    from fakes import RecordingEngine
+    engine = RecordingEngine()
+    engine.images[pins.BASE_OS_IMAGE] = {}
+    tarball = tmp_path / "client.tar.gz"
+    tarball.write_bytes(b"x")
+    asked = []
+
+    def client_tarball():
+        asked.append(1)
+        return tarball
+    steps = []
+    built = images.ensure_volunteer_images(engine, client_tarball, lambda line: None, steps.append)
+    assert built == ["volunteer", "hello-world"]
+    assert asked == [1]  # only the volunteer image compiles BOINC
+    volunteer, hello = engine.named("build_image")
+    assert volunteer.args["tag"] == pins.volunteer_image() == f"boincserver/volunteer:{__version__}-boinc8.2.15"
+    assert volunteer.args["build_args"] == {
+        "BASE_IMAGE": pins.BASE_OS_IMAGE, "CLIENT_COMMIT": pins.CLIENT_COMMIT,
+        "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE, "DOCKER_CLI_VERSION": pins.DOCKER_CLI_VERSION}
+    assert volunteer.args["labels"][images.INPUTS_LABEL] == images.inputs_digest("volunteer")
+    assert hello.args["tag"] == pins.HELLO_WORLD_IMAGE
+    assert hello.args["build_args"] == {"BASE_IMAGE": pins.BASE_OS_IMAGE}
+    assert any("compiling BOINC" in s for s in steps)
+    # Current now: nothing is built and the source is not asked for.
+    assert images.ensure_volunteer_images(engine, client_tarball, lambda line: None, steps.append) == []
+    assert asked == [1] and len(engine.named("build_image")) == 2
+    # Forced: both again.
+    assert images.ensure_volunteer_images(engine, client_tarball, lambda line: None, steps.append,
+                                          force=True) == ["volunteer", "hello-world"]
+
+
+def test_ensure_volunteer_images_rebuilds_only_the_outdated_one(tmp_path):
+    from fakes import RecordingEngine
+    engine = RecordingEngine()
+    engine.images[pins.BASE_OS_IMAGE] = {}
+    engine.images[pins.volunteer_image()] = {images.INPUTS_LABEL: "an older digest"}
+    engine.images[pins.HELLO_WORLD_IMAGE] = {images.INPUTS_LABEL: images.inputs_digest("hello-world")}
+    (tmp_path / "x.tar.gz").write_bytes(b"x")
+    built = images.ensure_volunteer_images(engine, lambda: tmp_path / "x.tar.gz", lambda line: None, lambda s: None)
+    assert built == ["volunteer"]
+
+
+def test_the_volunteer_images_are_not_base_images():
+    assert not set(images.VOLUNTEER_IMAGE_NAMES) & set(pins.BASE_IMAGE_NAMES)

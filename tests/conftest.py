@@ -23,6 +23,7 @@ def isolated(request, tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("BOINCSERVER_CACHE", str(cache))
     monkeypatch.delenv("BOINCSERVER_BOINC_SRC", raising=False)
+    monkeypatch.delenv("BOINCSERVER_CLIENT_SRC", raising=False)
 
     def no_network(*args, **kwargs):
         raise AssertionError("a unit test tried to use the network")

@@ -53,7 +53,9 @@ def test_run_writes_the_start_up_files_and_execs_the_client(data_dir, key_file):
                                "BOINC_PROJECT_URL": URL, "BOINC_ACCOUNT_KEY_FILE": str(key_file)})
     assert ran.code == 0, ran.err
     assert ran.execs == [("boinc", ["boinc", "--dir", str(data_dir), "--gui_rpc_port", "31501"])]
-    assert (data_dir / "cc_config.xml").read_text() == client.cc_config_xml(allow_multiple_clients=True)
+    assert (data_dir / "cc_config.xml").read_text() == client.cc_config_xml(
+        allow_multiple_clients=True, skip_cpu_benchmarks=True, log_flags=client.VOLUNTEER_LOG_FLAGS)
+    assert (data_dir / "global_prefs_override.xml").read_text() == client.global_prefs_override_xml()
     account = data_dir / "account_127.0.0.1_47151_vv_proj.xml"
     assert client.account_key_in(account.read_text()) == (URL, KEY)
     assert stat.S_IMODE(account.stat().st_mode) == 0o600
@@ -65,7 +67,14 @@ def test_run_without_a_project_and_with_the_default_port(data_dir):
     ran = call("run", environ={"BOINC_DATA_DIR": str(data_dir)})
     assert ran.code == 0, ran.err
     assert ran.execs == [("boinc", ["boinc", "--dir", str(data_dir), "--gui_rpc_port", "31416"])]
-    assert sorted(p.name for p in data_dir.iterdir()) == ["cc_config.xml"]
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cc_config.xml", "global_prefs_override.xml"]
+
+
+def test_run_keeps_the_volunteers_own_preferences(data_dir):
+    data_dir.mkdir()
+    (data_dir / "global_prefs_override.xml").write_text("<global_preferences><max_ncpus_pct>50</max_ncpus_pct></global_preferences>\n")
+    assert call("run", environ={"BOINC_DATA_DIR": str(data_dir)}).code == 0
+    assert "50" in (data_dir / "global_prefs_override.xml").read_text()
 
 
 def test_run_keeps_the_account_file_the_client_rewrote(data_dir, key_file):

@@ -125,6 +125,26 @@ def cc_config_xml(*, allow_multiple_clients: bool = True, skip_cpu_benchmarks: b
     return "\n".join(lines + ["</cc_config>", ""])
 
 
+# A machine given to the project: compute whenever the client runs, whatever else the machine
+# does. The client's defaults suspend while the user is active or other programs use more than
+# a quarter of the CPU, which on a server or a node running other containers is most of the time.
+DEDICATED_PREFERENCES = (
+    ("run_on_batteries", "1"), ("run_if_user_active", "1"), ("run_gpu_if_user_active", "1"),
+    ("idle_time_to_run", "0"), ("suspend_if_no_recent_input", "0"), ("suspend_cpu_usage", "0"),
+    ("cpu_usage_limit", "100"), ("max_ncpus_pct", "100"),
+    # A small buffer: fetch work as jobs arrive instead of hoarding hours of it.
+    ("work_buf_min_days", "0.01"), ("work_buf_additional_days", "0"),
+)
+# The event log lines that show a job's way: scheduler requests, transfers, task starts and ends.
+VOLUNTEER_LOG_FLAGS = ("sched_op_debug", "file_xfer", "task")
+
+
+def global_prefs_override_xml(preferences=DEDICATED_PREFERENCES) -> str:
+    """global_prefs_override.xml: local preferences that win over the project's web ones."""
+    return "\n".join(["<global_preferences>", *(f"  <{k}>{v}</{k}>" for k, v in preferences),
+                      "</global_preferences>", ""])
+
+
 # -- what boinccmd prints ---------------------------------------------------------------------
 def parse_client_version(text: str) -> str | None:
     """`boinccmd --client_version` -> "8.2.15"."""

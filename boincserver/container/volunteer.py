@@ -109,7 +109,12 @@ def prepare(environ: dict[str, str], out: IO[str]) -> Volunteer:
     volunteer = Volunteer.from_env(environ)
     attach = project_and_key(environ)
     volunteer.data_dir.mkdir(parents=True, exist_ok=True)
-    write_if_changed(volunteer.data_dir / "cc_config.xml", client.cc_config_xml(allow_multiple_clients=True), 0o644)
+    write_if_changed(volunteer.data_dir / "cc_config.xml",
+                     client.cc_config_xml(allow_multiple_clients=True, skip_cpu_benchmarks=True,
+                                          log_flags=client.VOLUNTEER_LOG_FLAGS), 0o644)
+    prefs = volunteer.data_dir / "global_prefs_override.xml"
+    if not prefs.exists():  # once: later edits are the volunteer's choice
+        write_if_changed(prefs, client.global_prefs_override_xml(), 0o644)
     if attach:
         url, key = attach
         account = volunteer.data_dir / client.account_file_name(url)

@@ -24,7 +24,7 @@ from typing import IO
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import database
 from boincserver.boinc import jobs as bj
-from boincserver.container import apps, common
+from boincserver.container import accounts, apps, common
 from boincserver.container.common import ProjectFolder, Refused
 
 NAME = "boincserver-jobs"
@@ -160,8 +160,8 @@ def abort(project: ProjectFolder, args: list[str]) -> dict:
     return {"batch": batch, "jobs_cancelled": jobs, "results_cancelled": results}
 
 
-COMMANDS = {**apps.COMMANDS, "check-app": check_app, "submit": submit, "status": status,
-            "batches": batches, "abort": abort}
+COMMANDS = {**apps.COMMANDS, **accounts.COMMANDS, "check-app": check_app, "submit": submit,
+            "status": status, "batches": batches, "abort": abort}
 
 
 def main(argv: list[str] | None = None, *, root: Path | None = None, out: IO[bytes] | None = None,

@@ -63,7 +63,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print the client
                       f"none ({state.get('docker_problem') or 'Docker apps are not run here'})"))
     console.result("projects:" if state.get("projects") else "projects: none attached")
     for p in state.get("projects") or []:
-        console.result(f"  {p.get('name') or '?':20} {p.get('url')}  jobs succeeded {p.get('jobs_succeeded')}, "
+        console.result(f"  {p.get('name') or '(no reply yet)':20} {p.get('url')}  jobs succeeded {p.get('jobs_succeeded')}, "
                        f"failed {p.get('jobs_failed')}")
     console.result("tasks:" if state.get("tasks") else "tasks: none")
     for t in state.get("tasks") or []:

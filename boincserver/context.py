@@ -60,6 +60,18 @@ def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine
     return Project(project_dir.absolute(), settings, engine_factory(project_dir.absolute(), settings.compose_name))
 
 
+def download_progress(reporter: Reporter, what: str) -> Callable[[int, int | None], None]:
+    """A download's progress as steps, one each 5 MiB: "downloading WHAT: 10 of 45 MiB"."""
+    last = [0]
+
+    def show(done: int, total: int | None) -> None:
+        if done - last[0] >= 5 << 20 or (total and done == total):
+            last[0] = done
+            of = f" of {total >> 20} MiB" if total else ""
+            reporter.step(f"downloading {what}: {done >> 20} MiB{of}")
+    return show
+
+
 def check_docker(engine: Engine) -> None:
     engine.check_engine()
     engine.check_compose()

@@ -20,7 +20,7 @@ from boincserver import __version__, boinc_source, images, paths, pins, render, 
 from boincserver import registry as reg
 from boincserver.boinc import keys
 from boincserver.boinc import status as boinc_status
-from boincserver.context import (Project, Reporter, Silent, check_docker, created_record, service_running,
+from boincserver.context import (Project, Reporter, Silent, check_docker, created_record, download_progress, service_running,
                                  wait_until_serving)
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
 from boincserver.settings import Settings, locked_changes, to_toml
@@ -176,7 +176,7 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
                     result.pulled.append(service)
     if needed:
         result.base_built = images.build_base_images(
-            project.engine, lambda: given or boinc_source.resolve(on_progress=_download_progress(reporter)),
+            project.engine, lambda: given or boinc_source.resolve(on_progress=download_progress(reporter, "BOINC's source")),
             reporter.line, reporter.step, force=force)
     labels = reg.oci_labels(__version__, pins.BOINC_COMMIT, reg.git_facts(project.dir))
     for service in needed:
@@ -204,17 +204,6 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
         result.images[service] = {"image": project.image(service), "id": project.engine.image_id(project.image(service)),
                                   "inputs": digests[service], "tags": refs}
     return result
-
-
-def _download_progress(reporter: Reporter) -> Callable[[int, int | None], None]:
-    last = [0]
-
-    def show(done: int, total: int | None) -> None:
-        if done - last[0] >= 5 << 20 or (total and done == total):
-            last[0] = done
-            of = f" of {total >> 20} MiB" if total else ""
-            reporter.step(f"downloading BOINC source: {done >> 20} MiB{of}")
-    return show
 
 
 # -- up ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import jinja2
 
 from boincserver import __version__, boinc_source, images, inproject, pins, render
 from boincserver.boinc import client
-from boincserver.context import Project, Reporter, check_docker
+from boincserver.context import Project, Reporter, check_docker, download_progress
 from boincserver.engine import Engine
 from boincserver.errors import InvalidInput, ProjectError, ServiceNotRunning
 from boincserver.project import port_is_free
@@ -206,7 +206,7 @@ def up(project: Project, reporter: Reporter, attach: str | None = None, account_
     engine = engine_of(project)
     was_running = (folder(project) / "compose.yaml").is_file() and running(engine)
     built = images.ensure_volunteer_images(
-        project.engine, lambda: boinc_source.resolve_client(client_src, on_progress=_progress(reporter)),
+        project.engine, lambda: boinc_source.resolve_client(client_src, on_progress=download_progress(reporter, "the BOINC client's source")),
         reporter.line, reporter.step)
     written = write_folder(project, url, key)
     reporter.step(f"starting the volunteer's client ({pins.volunteer_image()})")
@@ -219,16 +219,6 @@ def up(project: Project, reporter: Reporter, attach: str | None = None, account_
         warnings.append((f"{problem}: it will get native jobs, no Docker jobs", ADVICE_NO_DOCKER))
     return UpResult(url, folder(project) / DATA, changed, built, written, state, account, warnings,
                     time.monotonic() - started)
-
-
-def _progress(reporter: Reporter) -> Callable[[int, int | None], None]:
-    last = [0]
-
-    def show(done: int, total: int | None) -> None:
-        if done - last[0] >= 5 << 20 or (total and done == total):
-            last[0] = done
-            reporter.step(f"downloading the BOINC client's source: {done >> 20} MiB")
-    return show
 
 
 def client_state(engine: Engine) -> dict | None:

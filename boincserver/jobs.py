@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import client, docker
 from boincserver.boinc import jobs as bj
 from boincserver.container.jobs import STATUS_MEMBER
 from boincserver.context import Project
@@ -44,6 +45,19 @@ class Checked:
     bytes: int = 0
     digest: str = ""
     input_counts: set[int] = field(default_factory=set)
+    unnamed: int = 0  # jobs whose names submit makes up
+    longest_name: str = ""
+    # What would stop the jobs if the app is a Docker app (docker_wrapper's rules); whether it
+    # is one is asked only when this is not empty.
+    docker_problems: list[str] = field(default_factory=list)  # the first SHOWN_ERRORS
+    docker_count: int = 0
+    docker_advice: str = ""
+
+    def add_docker_problem(self, where: str, problem: docker.DockerJobError) -> None:
+        self.docker_count += 1
+        if len(self.docker_problems) < SHOWN_ERRORS:
+            self.docker_problems.append(f"{where}: {problem.message}")
+        self.docker_advice = self.docker_advice or problem.advice
 
 
 @dataclass
@@ -71,8 +85,21 @@ def _resolve(base: Path, name: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def docker_problem(job: bj.Job, projdir: str) -> docker.DockerJobError | None:
+    """What docker_wrapper could not run in a job (its name, its arguments), if anything."""
+    try:
+        if job.wu_name:
+            docker.check_job_name(job.wu_name, projdir)
+        docker.check_args(job.command_line)
+    except docker.DockerJobError as exc:
+        return exc
+    return None
+
+
 def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = None) -> Checked:
-    """Pass 1: every line parsed, every input file present, names unique in the file.
+    """Pass 1: every line parsed, every input file present, names unique in the file; and, kept
+    aside, the lines a Docker app could not run (each name alone: its length with the project's
+    folder on clients is for the caller to check, on the longest name).
 
     Raises InvalidInput listing the bad lines (with their numbers) if there is any.
     """
@@ -102,6 +129,12 @@ def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = N
             continue
         checked.jobs += 1
         checked.input_counts.add(len(item.files))
+        checked.unnamed += not item.wu_name
+        problem = docker_problem(item, "")
+        if problem is not None:
+            checked.add_docker_problem(f"line {item.lineno}", problem)
+        elif item.wu_name and len(item.wu_name) > len(checked.longest_name):
+            checked.longest_name = item.wu_name  # a good name alone: its length is checked later
         if item.wu_name:
             key = hashlib.blake2b(item.wu_name.encode(), digest_size=8).digest()
             if key in names:
@@ -165,15 +198,20 @@ class _Stager:
 
 
 def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, folder: str,
-                    stdin_lines: IO[bytes]):
-    """The feed of the exec: the staged inputs, then the create_work lines as jobs.txt."""
+                    stdin_lines: IO[bytes], files: dict[str, bytes] | None = None):
+    """The feed of the exec: `files` (paths in the project: the jobs' own templates), the
+    staged inputs, then the create_work lines as jobs.txt."""
     def feed(stdin: IO[bytes]) -> None:
         with tarfile.open(fileobj=stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+            for name, data in (files or {}).items():
+                add_bytes(tar, name, data)
             stager = _Stager(tar)
             for job in jobs:
                 name = job.wu_name or f"{prefix}_{job.lineno}"
                 staged = [stager.stage(_resolve(base, f)) for f in job.files]
-                stdin_lines.write((bj.stdin_line(name, staged, job.command_line, job.priority) + "\n").encode())
+                line = bj.stdin_line(name, staged, job.command_line, job.priority, job.wu_template,
+                                     job.result_template)
+                stdin_lines.write((line + "\n").encode())
             stdin_lines.flush()
             stdin_lines.seek(0, os.SEEK_END)
             size = stdin_lines.tell()
@@ -185,27 +223,32 @@ def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, f
 
 
 @contextmanager
-def _refusals(prefix: str = ""):
-    """BOINC's rules broken by an argument, as our InvalidInput."""
+def refusals(prefix: str = ""):
+    """BOINC's and Docker's rules broken by an argument, as our InvalidInput."""
     try:
         yield
-    except (bj.JobsError, boinc_apps.AppError) as exc:
+    except boinc_apps.AppError as exc:
+        raise InvalidInput(prefix + exc.message, advice=exc.advice) from None
+    except bj.JobsError as exc:
         raise InvalidInput(prefix + str(exc)) from None
 
 
-def _option_args(options: dict | None) -> list[str]:
+def work_option_args(options: dict | None) -> list[str]:
     """create_work's options for every job of the run: checked once, here, before anything
     is read or sent, and passed on as its arguments (boincserver-jobs submit appends them)."""
-    with _refusals():
+    with refusals():
         return bj.create_work_option_args(options or {})
 
 
-def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
-            option_args: list[str], batch_name: str | None) -> SubmitResult:
+def send(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
+         option_args: list[str], batch_name: str | None, files: dict[str, bytes] | None = None) -> SubmitResult:
+    """One exec into apache: the app checked (each job takes as many inputs as its template
+    says, unless `ninputs` is empty: the jobs bring their own templates), `files` and the inputs
+    unpacked, the jobs created by one create_work."""
     started = time.monotonic()
     folder = f"tmp_boincserver/boincserver-submit-{uuid.uuid4().hex}"
     with tempfile.TemporaryFile("w+b") as stdin_lines:
-        feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines)
+        feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines, files)
         script = ('boincserver-jobs check-app "$1" "$2" >/dev/null && '
                   'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
         result = helper_answer(in_apache(
@@ -215,19 +258,51 @@ def _submit(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, pref
                         time.monotonic() - started, result.get("first"))
 
 
+def project_dir_on_clients(project: Project) -> str:
+    """The project's folder under a client's projects/ (part of docker_wrapper's image names)."""
+    return client.escape_project_url(client.canonical_master_url(project.settings.master_url))
+
+
+def refuse_for_docker_app(project: Project, app: str, checked: Checked) -> None:
+    """If the app is a Docker app, the jobs' problems for docker_wrapper as InvalidInput.
+
+    The project is asked only when there are problems: most jobs suit either kind of app."""
+    if not checked.docker_count:
+        return
+    answer = jobs_helper(project, ["check-app", app, ",".join(str(n) for n in sorted(checked.input_counts))])
+    if answer.get("docker"):
+        more = checked.docker_count - len(checked.docker_problems)
+        raise InvalidInput(f"app {app!r} is a Docker app and docker_wrapper cannot run {checked.docker_count} "
+                           "job(s); nothing was created:\n" + "\n".join(checked.docker_problems)
+                           + (f"\n... and {more} more" if more else ""), advice=checked.docker_advice)
+
+
 def submit(project: Project, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,
            wu_prefix: str | None = None, dry_run: bool = False) -> SubmitResult:
-    """All the jobs of a jobs file as one BOINC batch, or nothing."""
+    """All the jobs of a jobs file as one BOINC batch, or nothing.
+
+    A dry run does not ask the project, so it does not know if the app is a Docker app and
+    leaves docker_wrapper's rules (job names, arguments) to the real submission."""
     started = time.monotonic()
-    with _refusals():
+    with refusals():
         boinc_apps.check_app_name(app)
-    option_args = _option_args(options)
+    option_args = work_option_args(options)
     jobs_file = Path(jobs_file)
     checked = check_jobs_file(jobs_file)
     # Names follow from the file's content: the same file submitted twice is caught.
     prefix = wu_prefix or f"{app}_{checked.digest[:12]}"
-    with _refusals("--wu-prefix: "):
+    with refusals("--wu-prefix: "):
         bj.check_wu_name(f"{prefix}_1")
+    projdir = "" if project is None else project_dir_on_clients(project)
+    names = ([checked.longest_name] if checked.longest_name else []) \
+        + ([f"{prefix}_{checked.jobs}"] if checked.unnamed else [])
+    for name in names:
+        try:
+            docker.check_job_name(name, projdir)
+        except docker.DockerJobError as exc:
+            checked.add_docker_problem(f"job {name}", exc)
+    if not dry_run:
+        refuse_for_docker_app(project, app, checked)
     jobs = (j for j in bj.parse_jobs(_lines(jobs_file)) if isinstance(j, bj.Job))
     if dry_run:
         with tempfile.TemporaryFile("w+b") as stdin_lines, open(os.devnull, "wb") as sink:
@@ -236,7 +311,7 @@ def submit(project: Project, app: str, jobs_file: Path, options: dict | None = N
         return SubmitResult(app, 0, checked.jobs, feed.files, feed.bytes,  # type: ignore[attr-defined]
                             time.monotonic() - started, f"{prefix}_1", dry_run=True)
     name = batch_name or f"{app} {jobs_file.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    result = _submit(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, option_args, name)
+    result = send(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, option_args, name)
     result.seconds = time.monotonic() - started
     return result
 
@@ -248,20 +323,25 @@ def create_work(project: Project, app: str, files: list[Path], wu_name: str | No
     priority = options.pop("priority", None)  # the job's own, on its line; the rest are the run's
     job = bj.Job(files=[str(Path(f).absolute()) for f in files], wu_name=wu_name,
                  command_line=command_line, priority=priority, lineno=1)
-    with _refusals():
+    with refusals():
         boinc_apps.check_app_name(app)
         if wu_name:
             bj.check_wu_name(wu_name)
-    option_args = _option_args(options)
+    option_args = work_option_args(options)
     if not files:
         raise InvalidInput("create-work needs the job's input files")
     for f in files:
         if not Path(f).is_file():
             raise InvalidInput(f"input file {f} does not exist; no job was created")
-    with _refusals():
+    with refusals():
         bj.stdin_line(wu_name or "x", ["x"] * len(files), command_line, priority)
     prefix = f"{app}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
-    result = _submit(project, app, [job], Path("/"), prefix, {len(files)}, option_args, None)
+    checked = Checked(jobs=1, input_counts={len(files)})
+    problem = docker_problem(bj.Job([], wu_name or f"{prefix}_1", command_line), project_dir_on_clients(project))
+    if problem is not None:
+        checked.add_docker_problem(f"job {wu_name or prefix + '_1'}", problem)
+    refuse_for_docker_app(project, app, checked)
+    result = send(project, app, [job], Path("/"), prefix, {len(files)}, option_args, None)
     result.first = wu_name or f"{prefix}_1"
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import itertools
 import tarfile
 from pathlib import Path
@@ -236,3 +237,74 @@ def test_results_need_a_selection():
         jobs.results(NoProject())
     with pytest.raises(InvalidInput, match="--wu NAME"):
         jobs.results(NoProject(), ["a"], 3)
+
+
+# -- failed results, as `results` shows them ----------------------------------------------------
+# What the 8.2 client reports for a Docker job whose container exited 3 (client/app_control.cpp:
+# the message, then the tail of the slot's stderr.txt; docker_wrapper logs every docker command).
+DOCKER_JOB_STDERR = """<core_client_version>8.2.15</core_client_version>
+<![CDATA[
+<message>
+process exited with code 3 (0x3, -253)</message>
+<stderr_txt>
+docker_wrapper 17 starting
+running docker command: create --name boinc__127.0.0.1_8080_demo__j_0  -v "./":"/app"  boinc__127.0.0.1_8080_demo__j
+running docker command: start boinc__127.0.0.1_8080_demo__j_0
+stderr from container:
+about to fail
+stderr end
+running docker command: container rm boinc__127.0.0.1_8080_demo__j_0
+</stderr_txt>
+]]>
+"""
+
+
+def test_a_failed_result_shows_its_exit_status_message_and_stderr_tail():
+    report = bj.failure_report("j_0", 3, 3, DOCKER_JOB_STDERR, lines=4)
+    assert report == {"result": "j_0", "outcome": "client error", "exit_status": 3,
+                      "message": "process exited with code 3 (0x3, -253)",
+                      "stderr_tail": "stderr from container:\nabout to fail\nstderr end\n"
+                                     "running docker command: container rm boinc__127.0.0.1_8080_demo__j_0"}
+    cut = bj.failure_report("j_1", 4, 0, None)
+    assert (cut["outcome"], cut["message"], cut["stderr_tail"]) == ("no reply", "", "")
+    # stderr_out cut short by the client's size limit: the tail is what there is.
+    assert bj.failure_report("j_2", 3, 1, "<stderr_txt>\na\nb")["stderr_tail"] == "a\nb"
+
+
+def test_status_reports_the_failed_results_of_a_job(tmp_path, monkeypatch):
+    from container_fakes import install_mysqldb, project_folder
+
+    from boincserver.container import jobs as container_jobs
+    db = install_mysqldb(tmp_path, monkeypatch)
+    for column in ("name TEXT", "exit_status INTEGER DEFAULT 0", "stderr_out TEXT"):
+        db.sql(f"ALTER TABLE result ADD COLUMN {column}")  # the real table's columns status reads
+    db.sql("INSERT INTO workunit (id, name, error_mask) VALUES (1, 'ok', 0), (2, 'bad', 2)")
+    db.sql("INSERT INTO result (workunitid, name, server_state, outcome, exit_status, stderr_out) VALUES "
+           "(1, 'ok_0', 2, 0, 0, ''), (2, 'bad_0', 5, 3, 3, ?), (2, 'bad_1', 5, 5, 0, '')", (DOCKER_JOB_STDERR,))
+    root = project_folder(tmp_path / "project")
+    out, err = io.BytesIO(), io.StringIO()
+    assert container_jobs.main(["status", "--wu", "ok", "bad"], root=root, out=out, err=err) == 0, err.getvalue()
+    by_name = {j["name"]: j for j in json.loads(out.getvalue())["jobs"]}
+    assert "failures" not in by_name["ok"]
+    assert [(f["result"], f["exit_status"], f["message"]) for f in by_name["bad"]["failures"]] == [
+        ("bad_0", 3, "process exited with code 3 (0x3, -253)")]
+    assert by_name["bad"]["failures"][0]["stderr_tail"].endswith("container rm boinc__127.0.0.1_8080_demo__j_0")
+
+
+def test_results_prints_a_failed_jobs_exit_status_and_stderr_tail(monkeypatch):
+    from typer.testing import CliRunner
+
+    from boincserver.commands import cli
+    from boincserver.commands import jobs as job_commands
+    failure = bj.failure_report("bad_0", 3, 3, DOCKER_JOB_STDERR, lines=2)
+    report = {"batch": None, "summary": {"done": 0, "pending": 0, "failed": 1},
+              "jobs": [{**bj.job_report("bad", 0, 2, 0, 0, 0, 0, 0, 1), "failures": [failure]}]}
+    monkeypatch.setattr(jobs, "results", lambda *args: report)
+    monkeypatch.setattr(job_commands, "open_project", lambda: "project")
+    result = CliRunner().invoke(cli.app, ["results", "--wu", "bad"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[:4] == [
+        f"{'bad':40} failed   too many errors, client error (exit 3)",
+        "    process exited with code 3 (0x3, -253)",
+        "    stderr end",
+        "    running docker command: container rm boinc__127.0.0.1_8080_demo__j_0"]

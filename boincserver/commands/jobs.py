@@ -69,16 +69,48 @@ def _print_submitted(result, json_out: bool) -> None:
 @commands.command("create-work")
 @with_work_options
 def create_work_cmd(
-    app_name: str = typer.Argument(..., metavar="APP", help="The app's name."),
-    files: List[Path] = typer.Argument(..., help="The job's input files, in the app's order."),
+    words: Optional[List[str]] = typer.Argument(
+        None, metavar="APP FILE | -- COMMAND ARG",
+        help="The app's name and the job's input files, in the app's order; with --image, after "
+             "--, the command to run in the image and its arguments (none: the image's own CMD)."),
+    image: Optional[str] = typer.Option(
+        None, help="Run the command in this Docker image, as `docker run IMAGE COMMAND ARG...` would, "
+                   "on a volunteer with Docker (BOINC's docker_wrapper; the image is built there from "
+                   "FROM IMAGE, so the volunteer's engine must have or pull it)."),
+    inputs: List[Path] = typer.Option(
+        [], "--input", metavar="FILE",
+        help="With --image: a file put into the command's working folder (/app) under its own name "
+             "(repeatable)."),
+    outputs: List[str] = typer.Option(
+        [], "--output", metavar="NAME",
+        help="With --image: a file the command writes in its working folder, returned as a result file "
+             "(repeatable; `results --out` copies it). None given: no file comes back, only the task's "
+             "log (what the command printed)."),
     wu_name: Optional[str] = typer.Option(None, help="The job's name (unique; default: generated)."),
-    command_line: Optional[str] = typer.Option(None, help="Arguments given to the app."),
+    command_line: Optional[str] = typer.Option(None, help="Arguments given to the app (not with --image)."),
     work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
-    """Create one job from local input files (they are staged for you)."""
-    from boincserver import jobs
-    result = jobs.create_work(open_project(), app_name, files, wu_name, command_line, work_options)
+    """Create one job: of APP from local input files (they are staged for you), or, with --image,
+    one that runs a command in a Docker image (boinc2docker's one-liner)."""
+    from boincserver.errors import InvalidInput
+    words = list(words or [])
+    if image is not None:
+        if command_line is not None:
+            raise InvalidInput("--command-line is for apps; with --image the command and its arguments "
+                               "come after --", advice="write: create-work --image IMAGE -- COMMAND ARG...")
+        from boincserver import docker_jobs
+        result = docker_jobs.create_work(open_project(), image, words, inputs, outputs, wu_name, work_options)
+    else:
+        if inputs or outputs:
+            raise InvalidInput("--input and --output go with --image; an app's input files follow its name",
+                               advice="write: create-work APP FILE... (or add --image IMAGE)")
+        if not words:
+            raise InvalidInput("create-work needs an app and the job's input files, or --image",
+                               advice="write: create-work APP FILE... or create-work --image IMAGE -- COMMAND")
+        from boincserver import jobs
+        result = jobs.create_work(open_project(), words[0], [Path(f) for f in words[1:]], wu_name, command_line,
+                                  work_options)
     _print_submitted(result, json_out)
 
 
@@ -114,8 +146,14 @@ def results(
         console.json(data)
     else:
         for job in data["jobs"]:
-            extra = ", ".join(job.get("errors", [])) or ", ".join(job["outputs"])
+            failures = job.get("failures", [])
+            extra = ", ".join(job.get("errors", []) + [f"{f['outcome']} (exit {f['exit_status']})" for f in failures]) \
+                or ", ".join(job["outputs"])
             console.result(f"{job['name']:40} {job['state']:8} {extra}")
+            if failures:  # the last failure's own words: the client's message, then its stderr's tail
+                last = failures[-1]
+                for line in ([last["message"]] if last["message"] else []) + last["stderr_tail"].splitlines():
+                    console.result(f"    {line}")
         s = data["summary"]
         console.result(f"done {s['done']}, pending {s['pending']}, failed {s['failed']}"
                        + (f"; {len(data['copied'])} file(s) copied to {data['out']}" if out else ""))

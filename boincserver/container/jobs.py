@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from boincserver.boinc import apps as boinc_apps
-from boincserver.boinc import database
+from boincserver.boinc import database, docker
 from boincserver.boinc import jobs as bj
 from boincserver.container import accounts, apps, common
 from boincserver.container.common import ProjectFolder, Refused
@@ -36,13 +36,21 @@ BATCH_DESCRIPTION = "boincserver submit"
 
 def check_app(project: ProjectFolder, args: list[str]) -> dict:
     """Before anything is sent: app args[0] exists and takes as many inputs as each job has
-    (args[1]: the jobs' input counts, comma-separated)."""
+    (args[1]: the jobs' input counts, comma-separated; none: the jobs bring their own
+    templates). A Docker app's answer says "docker": true (docker_wrapper's rules apply to
+    its jobs)."""
     app, counts = args[0], {int(n) for n in args[1].split(",") if n}
     cursor = project.cursor()
     if apps.app_row(cursor, app) is None:
         cursor.execute(database.APP_NAMES)
         known = ", ".join(r[0] for r in cursor.fetchall()) or "none yet"
         raise Refused(f"unknown app {app!r} (apps: {known}); nothing was created")
+    cursor.execute(database.APPS_AND_VERSIONS)
+    versions = next(a["versions"] for a in boinc_apps.apps_from_rows(cursor.fetchall()) if a["name"] == app)
+    kind = {"docker": True} if any(docker.is_docker_plan_class(v["plan_class"])
+                                   for v in versions if not v["deprecated"]) else {}
+    if not counts:
+        return {"app": app, "inputs": None, **kind}
     template = project.root / "templates" / f"{app}_in"
     if not template.is_file():
         raise Refused(f"app {app!r} has no input template templates/{app}_in")
@@ -51,7 +59,7 @@ def check_app(project: ProjectFolder, args: list[str]) -> dict:
     if bad:
         raise Refused(f"app {app!r} takes {want} input file(s) a job, but job(s) have {bad[0]}; "
                       "nothing was created")
-    return {"app": app, "inputs": want}
+    return {"app": app, "inputs": want, **kind}
 
 
 def submit(project: ProjectFolder, args: list[str]) -> dict:
@@ -90,6 +98,15 @@ def submit(project: ProjectFolder, args: list[str]) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _failures(cursor, workunit_ids: list[int]) -> dict[int, list[dict]]:
+    """Each workunit's failed results: outcome, exit status, the tail of their stderr."""
+    found: dict[int, list[dict]] = {}
+    for wu_id, name, outcome, exit_status, stderr_out in common.query_all(cursor,
+                                                                         database.failed_results(workunit_ids)):
+        found.setdefault(wu_id, []).append(bj.failure_report(name, outcome, exit_status, stderr_out))
+    return found
+
+
 def _outputs(results: Path, batch: int, wu_name: str) -> list[tuple[str, str]]:
     try:
         return bj.outputs_of(wu_name, os.listdir(results / str(batch)))
@@ -124,9 +141,12 @@ def status(project: ProjectFolder, args: list[str]) -> dict | None:
         raise Refused(f"no job named {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     tar = tarfile.open(fileobj=project.out, mode="w|") if as_tar else None
     results = project.root / "results"
+    failures = _failures(cursor, [row[0] for row in rows if row[-1]])  # jobs with failed results
     jobs = []
     for row in rows:
         job = bj.job_report(*row[1:])
+        if row[0] in failures:
+            job["failures"] = failures[row[0]]
         if job["state"] == "done":
             for entry, open_name in _outputs(results, job["batch"], job["name"]):
                 job["outputs"].append(open_name)

@@ -198,8 +198,8 @@ def sign(project: Project, md5s: list[str], sign_key: Path | None) -> tuple[dict
     sigs = json.loads(out.decode().strip().splitlines()[-1])
     if sigs is None:
         raise ProjectError("the project's code-signing private key is not on the server (kept offline)",
-                           advice=("sign on this machine: `boincserver app add ... --keys-dir DIR` "
-                                   "(the folder holding code_sign_private)"))
+                           advice=("sign on this machine: give the same command `--keys-dir DIR` (the folder "
+                                   "holding code_sign_private; `app add` and `create-work --image` take it)"))
     return sigs, "the project's code-signing key (secrets volume)"
 
 

@@ -59,7 +59,7 @@ def check_outputs(outputs: list[str], inputs: list[str]) -> list[str]:
 
 def create_work(project: Project, image: str, command: list[str], inputs: list[Path] | None = None,
                 outputs: list[str] | None = None, wu_name: str | None = None,
-                options: dict | None = None) -> SubmitResult:
+                options: dict | None = None, sign_key: Path | None = None) -> SubmitResult:
     """One job that runs COMMAND in IMAGE on a volunteer with Docker; nothing is changed
     unless every argument is good."""
     inputs = [Path(f) for f in inputs or []]
@@ -85,7 +85,8 @@ def create_work(project: Project, image: str, command: list[str], inputs: list[P
         docker.check_job_name(name, project_dir_on_clients(project))
         bj.stdin_line(name, ["x"] * (1 + len(inputs)), None, priority, wu_template, result_template)
     # The app on first use; the project's scheduler must serve the docker plan class.
-    apps.ensure_docker_app(project, app, friendly_name=docker.GENERIC_APP_FRIENDLY_NAME)
+    # sign_key: the offline code-signing key, needed once, when the generic app is installed.
+    apps.ensure_docker_app(project, app, friendly_name=docker.GENERIC_APP_FRIENDLY_NAME, sign_key=sign_key)
     with tempfile.TemporaryDirectory(prefix="boincserver-image-job-") as folder:
         dockerfile = Path(folder) / docker.DOCKERFILE
         dockerfile.write_text(text)

@@ -350,21 +350,24 @@ runner = CliRunner()
 def test_the_cli_hands_the_words_after_the_separator_to_the_image_job(monkeypatch, tmp_path):
     seen = {}
 
-    def record(p, image, command, inputs, outputs, wu_name, options):
-        seen.update(image=image, command=command, inputs=inputs, outputs=outputs, options=options)
+    def record(p, image, command, inputs, outputs, wu_name, options, sign_key):
+        seen.update(image=image, command=command, inputs=inputs, outputs=outputs, options=options,
+                    sign_key=sign_key)
         raise InvalidInput("recorded")
     monkeypatch.setattr(docker_jobs, "create_work", record)
     monkeypatch.setattr("boincserver.commands.jobs.open_project", lambda: "project")
     result = runner.invoke(cli.app, ["create-work", "--image", "python:alpine", "--input", "a.txt", "--output",
-                                     "b.txt", "--priority", "2", "--", "python", "-c", "print('x')", "/tmp/"])
+                                     "b.txt", "--priority", "2", "--keys-dir", "keys", "--", "python", "-c", "print('x')",
+                                     "/tmp/"])
     assert isinstance(result.exception, InvalidInput), result.output
     assert seen == {"image": "python:alpine", "command": ["python", "-c", "print('x')", "/tmp/"],
-                    "inputs": [Path("a.txt")], "outputs": ["b.txt"], "options": {"priority": 2}}
+                    "inputs": [Path("a.txt")], "outputs": ["b.txt"], "options": {"priority": 2},
+                    "sign_key": Path("keys/code_sign_private")}
 
 
 @pytest.mark.parametrize("argv, message", [
     (["create-work", "--image", "debian", "--command-line", "x", "--", "true"], "--command-line is for apps"),
-    (["create-work", "up", "in.txt", "--output", "o"], "--input and --output go with --image"),
+    (["create-work", "up", "in.txt", "--output", "o"], "--input, --output and --keys-dir go with --image"),
     (["create-work"], "needs an app"),
 ])
 def test_the_cli_refuses_mixed_forms(monkeypatch, argv, message):
@@ -372,3 +375,13 @@ def test_the_cli_refuses_mixed_forms(monkeypatch, argv, message):
     result = runner.invoke(cli.app, argv)
     assert isinstance(result.exception, InvalidInput) and message in str(result.exception)
     assert result.exception.advice.startswith("write: create-work")
+
+
+def test_create_work_image_signs_the_generic_app_with_an_offline_key(demo, tmp_path, monkeypatch):
+    """The offline key reaches the install of the generic app, the one step that signs."""
+    seen = []
+    monkeypatch.setattr(apps, "ensure_docker_app", lambda project, name, **kw: seen.append(kw.get("sign_key")))
+    demo.engine.on("exec", "boincserver-jobs submit", out={"batch": 0, "created": 1, "first": "signed"})
+    docker_jobs.create_work(demo, "debian:bookworm-20250811-slim", ["true"], wu_name="signed",
+                            sign_key=tmp_path / "keys" / "code_sign_private")
+    assert seen == [tmp_path / "keys" / "code_sign_private"]

@@ -88,6 +88,9 @@ def create_work_cmd(
              "log (what the command printed)."),
     wu_name: Optional[str] = typer.Option(None, help="The job's name (unique; default: generated)."),
     command_line: Optional[str] = typer.Option(None, help="Arguments given to the app (not with --image)."),
+    keys_dir: Optional[Path] = typer.Option(
+        None, help="With --image, on a project whose signing key is kept offline: the folder holding "
+                   "code_sign_private, to sign the generic Docker app the first job installs."),
     work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
@@ -100,10 +103,12 @@ def create_work_cmd(
             raise InvalidInput("--command-line is for apps; with --image the command and its arguments "
                                "come after --", advice="write: create-work --image IMAGE -- COMMAND ARG...")
         from boincserver import docker_jobs
-        result = docker_jobs.create_work(open_project(), image, words, inputs, outputs, wu_name, work_options)
+        result = docker_jobs.create_work(open_project(), image, words, inputs, outputs, wu_name, work_options,
+                                         keys_dir / "code_sign_private" if keys_dir else None)
     else:
-        if inputs or outputs:
-            raise InvalidInput("--input and --output go with --image; an app's input files follow its name",
+        if inputs or outputs or keys_dir:
+            raise InvalidInput("--input, --output and --keys-dir go with --image; an app's input files follow "
+                               "its name",
                                advice="write: create-work APP FILE... (or add --image IMAGE)")
         if not words:
             raise InvalidInput("create-work needs an app and the job's input files, or --image",

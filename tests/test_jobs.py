@@ -276,11 +276,12 @@ def test_status_reports_the_failed_results_of_a_job(tmp_path, monkeypatch):
 
     from boincserver.container import jobs as container_jobs
     db = install_mysqldb(tmp_path, monkeypatch)
-    for column in ("name TEXT", "exit_status INTEGER DEFAULT 0", "stderr_out TEXT"):
-        db.sql(f"ALTER TABLE result ADD COLUMN {column}")  # the real table's columns status reads
+    # The real table's columns status reads; stderr_out is a MEDIUMBLOB, which MySQLdb returns as bytes.
+    for column in ("name TEXT", "exit_status INTEGER DEFAULT 0", "stderr_out BLOB"):
+        db.sql(f"ALTER TABLE result ADD COLUMN {column}")
     db.sql("INSERT INTO workunit (id, name, error_mask) VALUES (1, 'ok', 0), (2, 'bad', 2)")
     db.sql("INSERT INTO result (workunitid, name, server_state, outcome, exit_status, stderr_out) VALUES "
-           "(1, 'ok_0', 2, 0, 0, ''), (2, 'bad_0', 5, 3, 3, ?), (2, 'bad_1', 5, 5, 0, '')", (DOCKER_JOB_STDERR,))
+           "(1, 'ok_0', 2, 0, 0, ''), (2, 'bad_0', 5, 3, 3, ?), (2, 'bad_1', 5, 5, 0, '')", (DOCKER_JOB_STDERR.encode(),))
     root = project_folder(tmp_path / "project")
     out, err = io.BytesIO(), io.StringIO()
     assert container_jobs.main(["status", "--wu", "ok", "bad"], root=root, out=out, err=err) == 0, err.getvalue()

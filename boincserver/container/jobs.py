@@ -103,6 +103,9 @@ def _failures(cursor, workunit_ids: list[int]) -> dict[int, list[dict]]:
     found: dict[int, list[dict]] = {}
     for wu_id, name, outcome, exit_status, stderr_out in common.query_all(cursor,
                                                                          database.failed_results(workunit_ids)):
+        # stderr_out is a BLOB column: MySQLdb hands it over as bytes (whatever the client wrote).
+        if isinstance(stderr_out, bytes):
+            stderr_out = stderr_out.decode("utf-8", "replace")
         found.setdefault(wu_id, []).append(bj.failure_report(name, outcome, exit_status, stderr_out))
     return found
 

@@ -29,3 +29,9 @@ def passphrase(confirm: bool) -> str:
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV]
     return typer.prompt("Backup passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+def confirm_deletion(what: str, yes: bool) -> None:
+    """Ask before deleting data for good (exit 1 on no), unless --yes said so already."""
+    if not yes and not typer.confirm(f"Delete {what} for good?"):
+        raise typer.Exit(1)

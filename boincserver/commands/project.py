@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from boincserver.commands.context import console, open_project
+from boincserver.commands.context import confirm_deletion, console, open_project
 
 commands = typer.Typer()
 
@@ -97,9 +97,8 @@ def down(
     """Stop the project; with --volumes also delete all of its data."""
     from boincserver import project as core
     p = open_project()
-    if volumes and not yes:
-        if not typer.confirm(f"Delete project {p.settings.project!r}'s database, files and secrets for good?"):
-            raise typer.Exit(1)
+    if volumes:
+        confirm_deletion(f"project {p.settings.project!r}'s database, files and secrets", yes)
     core.down(p, console, volumes)
     console.result("stopped" + (" and deleted its volumes" if volumes else "; the data is kept"))
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from boincserver.commands.context import console, open_project
+from boincserver.commands.context import confirm_deletion, console, open_project
 
 volunteer_app = typer.Typer(no_args_is_help=True,
                             help="A BOINC client on this machine that runs the project's apps, Docker apps too.")
@@ -97,9 +97,8 @@ def down(
     """Stop the client and remove the Docker apps' containers and images it left behind."""
     from boincserver import volunteer as core
     p = open_project()
-    if data and not yes:
-        if not typer.confirm(f"Delete the volunteer's data and account key in {core.folder(p)} for good?"):
-            raise typer.Exit(1)
+    if data:
+        confirm_deletion(f"the volunteer's data and account key in {core.folder(p)}", yes)
     result = core.down(p, console, delete_data=data)
     console.result("stopped the volunteer" if result.stopped else "no volunteer was started here")
     for name in result.containers:

@@ -53,7 +53,7 @@ def pinned_build_args(name: str) -> dict[str, str]:
     """The build arguments of an image besides BASE_IMAGE: the pins it is built from."""
     if name == "volunteer":
         return {"CLIENT_COMMIT": pins.CLIENT_COMMIT, "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE,
-                "DOCKER_CLI_VERSION": pins.DOCKER_CLI_VERSION}
+                "DOCKER_CLI_MIN_VERSION": pins.DOCKER_CLI_MIN_VERSION}
     if name == "hello-world":
         return {}
     return {"BOINC_COMMIT": pins.BOINC_COMMIT}

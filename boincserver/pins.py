@@ -13,10 +13,12 @@ CLIENT_RELEASE = "client_release/8.2/8.2.15"
 CLIENT_VERSION = "8.2.15"
 CLIENT_COMMIT = "3422898505b74c637a4b530a94b63be90bdf025b"
 # Its Docker CLI comes from Debian trixie: bookworm's (20.10) cannot bind-mount the relative
-# "./" that docker_wrapper passes (CLI 23+ can). The version the trixie mirror serves (no Depends
-# beyond libc6 >= 2.34, so it installs on bookworm); a new trixie point release replaces it.
+# "./" that docker_wrapper passes (CLI 23+ can). It needs no more than libc6 >= 2.34, so it
+# installs on bookworm. A floor, not an exact version: a mirror keeps only a suite's newest
+# build, so an exact pin would stop building at trixie's next point release (seen here: the
+# 26.1.5+dfsg1-9+b11 of a month earlier was already gone). The build refuses anything older.
 DOCKER_CLI_SUITE = "trixie"
-DOCKER_CLI_VERSION = "26.1.5+dfsg1-9+deb13u1+b1"
+DOCKER_CLI_MIN_VERSION = "23"
 # What the 8.2 client runs at start-up (`docker run --rm hello-world`, wanting a line with
 # "Hello"); we build it locally, so the check passes where no registry answers. Untagged as the
 # client names it (Docker reads the default tag), and never pulled.

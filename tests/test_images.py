@@ -195,7 +195,7 @@ def test_the_volunteer_digest_follows_the_client_pins_not_the_server_s(monkeypat
     assert after_commit["volunteer"] != before["volunteer"]
     assert {n: d for n, d in after_commit.items() if n != "volunteer"} == \
         {n: d for n, d in before.items() if n != "volunteer"}
-    monkeypatch.setattr(pins, "DOCKER_CLI_VERSION", "27.0.0")
+    monkeypatch.setattr(pins, "DOCKER_CLI_MIN_VERSION", "27")
     volunteer = images.inputs_digest("volunteer")
     assert volunteer != after_commit["volunteer"]
     monkeypatch.setattr(pins, "BOINC_COMMIT", "1" * 40)
@@ -230,7 +230,7 @@ def test_ensure_volunteer_images_builds_what_is_missing_then_nothing(tmp_path):
     assert volunteer.args["tag"] == pins.volunteer_image() == f"boincserver/volunteer:{__version__}-boinc8.2.15"
     assert volunteer.args["build_args"] == {
         "BASE_IMAGE": pins.BASE_OS_IMAGE, "CLIENT_COMMIT": pins.CLIENT_COMMIT,
-        "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE, "DOCKER_CLI_VERSION": pins.DOCKER_CLI_VERSION}
+        "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE, "DOCKER_CLI_MIN_VERSION": pins.DOCKER_CLI_MIN_VERSION}
     assert volunteer.args["labels"][images.INPUTS_LABEL] == images.inputs_digest("volunteer")
     assert hello.args["tag"] == pins.HELLO_WORLD_IMAGE
     assert hello.args["build_args"] == {"BASE_IMAGE": pins.BASE_OS_IMAGE}

@@ -12,6 +12,7 @@ import pytest
 
 from boincserver import jobs
 from boincserver.boinc import jobs as bj
+from boincserver.boinc import docker_wrapper
 from boincserver.errors import InvalidInput
 
 
@@ -242,33 +243,33 @@ def test_results_need_a_selection():
 # -- failed results, as `results` shows them ----------------------------------------------------
 # What the 8.2 client reports for a Docker job whose container exited 3 (client/app_control.cpp:
 # the message, then the tail of the slot's stderr.txt; docker_wrapper logs every docker command).
-DOCKER_JOB_STDERR = """<core_client_version>8.2.15</core_client_version>
-<![CDATA[
-<message>
-process exited with code 3 (0x3, -253)</message>
-<stderr_txt>
-docker_wrapper 17 starting
-running docker command: create --name boinc__127.0.0.1_8080_demo__j_0  -v "./":"/app"  boinc__127.0.0.1_8080_demo__j
-running docker command: start boinc__127.0.0.1_8080_demo__j_0
-stderr from container:
-about to fail
-stderr end
-running docker command: container rm boinc__127.0.0.1_8080_demo__j_0
-</stderr_txt>
-]]>
-"""
+# A real failed Docker job's stderr_out, as BOINC 8.2.15 with docker_wrapper 17 reported it for
+# a container that wrote to its stderr and exited 3 (the engine's image list cut to 3 lines).
+DOCKER_JOB_STDERR = (Path(__file__).parent / "fixtures/docker_wrapper_17/stderr_out_exit3.txt").read_text()
 
 
 def test_a_failed_result_shows_its_exit_status_message_and_stderr_tail():
-    report = bj.failure_report("j_0", 3, 3, DOCKER_JOB_STDERR, lines=4)
-    assert report == {"result": "j_0", "outcome": "client error", "exit_status": 3,
+    report = bj.failure_report("dk_exit3_0", 3, 3, DOCKER_JOB_STDERR, lines=2)
+    assert report == {"result": "dk_exit3_0", "outcome": "client error", "exit_status": 3,
                       "message": "process exited with code 3 (0x3, -253)",
-                      "stderr_tail": "stderr from container:\nabout to fail\nstderr end\n"
-                                     "running docker command: container rm boinc__127.0.0.1_8080_demo__j_0"}
+                      "stderr_tail": "Deleted: sha256:de0427174ad40a60a0ea776ee065847454d88aa05e1dc2fa2bcceff14deaf374\n"
+                                     "2026-11-25 18:21:56 (77): called boinc_finish(3)",
+                      "container_output": "giving up on purpose"}
     cut = bj.failure_report("j_1", 4, 0, None)
     assert (cut["outcome"], cut["message"], cut["stderr_tail"]) == ("no reply", "", "")
+    assert "container_output" not in cut
     # stderr_out cut short by the client's size limit: the tail is what there is.
     assert bj.failure_report("j_2", 3, 1, "<stderr_txt>\na\nb")["stderr_tail"] == "a\nb"
+
+
+def test_a_containers_stdout_and_stderr_are_picked_out_of_the_wrappers_log():
+    log = ("running docker command: start c\nprogram: docker\ncommand output:\nc\n"
+           "running docker command: logs c\nprogram: docker\nan error line\ncommand output:\n"
+           "stderr from container:\nfirst printed\nsecond printed\nstderr end\n"
+           "running docker command: container rm c\n")
+    assert docker_wrapper.container_output(log) == "an error line\nfirst printed\nsecond printed"
+    # Build or create failed: the wrapper never read the container's log.
+    assert docker_wrapper.container_output("running docker command: build \".\"\nprogram: docker\n") == ""
 
 
 def test_status_reports_the_failed_results_of_a_job(tmp_path, monkeypatch):
@@ -289,7 +290,8 @@ def test_status_reports_the_failed_results_of_a_job(tmp_path, monkeypatch):
     assert "failures" not in by_name["ok"]
     assert [(f["result"], f["exit_status"], f["message"]) for f in by_name["bad"]["failures"]] == [
         ("bad_0", 3, "process exited with code 3 (0x3, -253)")]
-    assert by_name["bad"]["failures"][0]["stderr_tail"].endswith("container rm boinc__127.0.0.1_8080_demo__j_0")
+    assert by_name["bad"]["failures"][0]["stderr_tail"].endswith("called boinc_finish(3)")
+    assert by_name["bad"]["failures"][0]["container_output"] == "giving up on purpose"
 
 
 def test_results_prints_a_failed_jobs_exit_status_and_stderr_tail(monkeypatch):
@@ -304,8 +306,8 @@ def test_results_prints_a_failed_jobs_exit_status_and_stderr_tail(monkeypatch):
     monkeypatch.setattr(job_commands, "open_project", lambda: "project")
     result = CliRunner().invoke(cli.app, ["results", "--wu", "bad"])
     assert result.exit_code == 2
-    assert result.output.splitlines()[:4] == [
+    # A Docker job: the container's own words, not the wrapper's clean-up lines after them.
+    assert result.output.splitlines()[:3] == [
         f"{'bad':40} failed   too many errors, client error (exit 3)",
         "    process exited with code 3 (0x3, -253)",
-        "    stderr end",
-        "    running docker command: container rm boinc__127.0.0.1_8080_demo__j_0"]
+        "    giving up on purpose"]

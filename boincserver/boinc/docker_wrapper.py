@@ -1,5 +1,6 @@
 """What BOINC's docker_wrapper (samples/docker_wrapper at server_release 1.6.2, release 17)
-reads from a job's slot folder: `job.toml` and the `Dockerfile`.
+reads from a job's slot folder (`job.toml` and the `Dockerfile`), and what it writes to the
+task's stderr.txt.
 
 - job.toml is read with a small TOML parser that knows ten keys (parse_config_file); each
   value is taken as one type, so another type stops the wrapper. A missing file is fine.
@@ -138,3 +139,31 @@ def check_workdir(dockerfile: str, workdir: str = DEFAULT_WORKDIR) -> None:
                        "and starts the container in the image's WORKDIR",
                        advice=f"put `WORKDIR {workdir}` after the last FROM line"
                               + ("" if workdir == DEFAULT_WORKDIR else " (job.toml's workdir)"))
+
+
+# docker_wrapper's cleanup runs `docker logs C` with popen: the container's stderr reaches the
+# wrapper's own stderr at once, between its "running docker command: logs C" and "command
+# output:" lines, and the container's stdout follows, framed by these two lines.
+LOGS_COMMAND = "running docker command: logs "
+OUTPUT_LINE = "command output:"
+STDOUT_START, STDOUT_END = "stderr from container:", "stderr end"
+
+
+def container_output(stderr_txt: str) -> str:
+    """What the job's container itself wrote (its stderr, then its stdout), picked out of the
+    wrapper's stderr.txt, where the docker commands and their output surround it; "" if the
+    wrapper never got as far as the container's log."""
+    lines = stderr_txt.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(LOGS_COMMAND)]
+    if not starts:
+        return ""
+    rest = lines[starts[-1] + 1:]
+    if rest and rest[0].startswith("program:"):
+        rest = rest[1:]
+    ended = rest.index(OUTPUT_LINE) if OUTPUT_LINE in rest else len(rest)
+    own = rest[:ended]
+    after = rest[ended + 1:]
+    if after and after[0] == STDOUT_START:
+        after = after[1:]
+        own += after[:after.index(STDOUT_END)] if STDOUT_END in after else after
+    return "\n".join(own)

@@ -26,6 +26,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from boincserver.boinc import docker_wrapper
+
 DEFAULT_FANOUT = 1024
 LINE_MAX = 4095
 WORDS_MAX = 100
@@ -329,9 +331,15 @@ def failure_report(result_name: str, outcome: int, exit_status: int, stderr_out:
     stderr_txt = _between(text, "<stderr_txt>", "</stderr_txt>")
     if stderr_txt is None:
         stderr_txt = text
-    tail = [line for line in stderr_txt.rstrip().replace("]]>", "").splitlines() if line.strip()][-lines:]
-    return {"result": result_name, "outcome": RESULT_OUTCOMES.get(outcome, str(outcome)),
-            "exit_status": exit_status, "message": message, "stderr_tail": "\n".join(tail)}
+    stderr_txt = stderr_txt.replace("]]>", "")
+    tail = [line for line in stderr_txt.rstrip().splitlines() if line.strip()][-lines:]
+    report = {"result": result_name, "outcome": RESULT_OUTCOMES.get(outcome, str(outcome)),
+              "exit_status": exit_status, "message": message, "stderr_tail": "\n".join(tail)}
+    # A Docker job: the container's own words, which the wrapper's clean-up lines bury.
+    container = docker_wrapper.container_output(stderr_txt)
+    if container:
+        report["container_output"] = "\n".join(container.splitlines()[-lines:])
+    return report
 
 
 def jobs_summary(jobs: list[dict]) -> dict[str, int]:

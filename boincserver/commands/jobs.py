@@ -155,9 +155,11 @@ def results(
             extra = ", ".join(job.get("errors", []) + [f"{f['outcome']} (exit {f['exit_status']})" for f in failures]) \
                 or ", ".join(job["outputs"])
             console.result(f"{job['name']:40} {job['state']:8} {extra}")
-            if failures:  # the last failure's own words: the client's message, then its stderr's tail
+            if failures:  # the last failure's own words: the client's message, then what the
+                # program wrote (a Docker job's container, else the tail of the task's stderr)
                 last = failures[-1]
-                for line in ([last["message"]] if last["message"] else []) + last["stderr_tail"].splitlines():
+                words = last.get("container_output") or last["stderr_tail"]
+                for line in ([last["message"]] if last["message"] else []) + words.splitlines():
                     console.result(f"    {line}")
         s = data["summary"]
         console.result(f"done {s['done']}, pending {s['pending']}, failed {s['failed']}"

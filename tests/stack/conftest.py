@@ -106,6 +106,11 @@ def running_project(root: Path, prefix: str):
         yield s
     finally:
         run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
+        # The project's own three images (its name is this session's): shared layers stay.
+        tags = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                               f"boincserver-{s.project}/*"], capture_output=True, text=True).stdout.split()
+        if tags:
+            subprocess.run(["docker", "image", "rm", *tags], capture_output=True)
 
 
 @pytest.fixture(scope="session")

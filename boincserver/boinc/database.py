@@ -100,3 +100,94 @@ def abort_batch(batch: int, now: float | None = None) -> list[Statement]:
          "AND canonical_resultid=0 AND error_mask=0", (bj.WU_ERROR_CANCELLED, when, batch)),
         ("UPDATE batch SET state=%s WHERE id=%s", (bj.BATCH_ABORTED, batch)),
     ]
+
+
+# -- the exactly-once check of a throughput run ---------------------------------------------
+# db/boinc_db_types.h: a result the validator accepted.
+VALIDATE_STATE_VALID = 1
+# sample_assimilator's marker files beside the outputs in results/BATCH/.
+ASSIMILATOR_MARKERS = ("_error", "_no_output_files")
+
+# One row per workunit of a batch: what delivery_problems reads.
+BATCH_WORKUNITS = ("SELECT id, name, error_mask, assimilate_state, canonical_resultid FROM workunit "
+                   "WHERE batch=%s ORDER BY id")
+# One row per result of a batch's workunits (result.batch is not filled in by every version).
+BATCH_RESULTS = ("SELECT r.id, r.name, r.workunitid, r.server_state, r.outcome, r.validate_state, r.sent_time "
+                 "FROM result r JOIN workunit w ON w.id=r.workunitid WHERE w.batch=%s ORDER BY r.id")
+# How many of a batch's jobs are assimilated: sampled over a run for the jobs per second.
+BATCH_ASSIMILATED = f"SELECT COUNT(*) FROM workunit WHERE batch=%s AND assimilate_state={bj.ASSIMILATE_DONE}"
+
+
+def delivery_problems(jobs: list[str], workunits: list[tuple], results: list[tuple], batch: int,
+                      outputs: dict[str, str], uploaded: dict[str, dict[str, str]],
+                      reported: set[str], acked: set[str], sent_twice: set[str] = frozenset()) -> list[dict]:
+    """What a run lost or did twice, one problem a line: {"kind": "lost" | "duplicate", "job",
+    "what"}. Nothing when every job was delivered exactly once.
+
+    jobs: the job names submitted. workunits: BATCH_WORKUNITS' rows; results: BATCH_RESULTS'.
+    outputs: the files under results/ (path relative to it, e.g. "7/WU__file_out") and their
+    MD5s. uploaded: per result name, the MD5 of each output the hosts uploaded, by open name.
+    reported / acked: result names the hosts reported and the replies acknowledged;
+    sent_twice: result names a host was given more than once."""
+    problems: list[dict] = []
+
+    def add(kind: str, job: str, what: str) -> None:
+        problems.append({"kind": kind, "job": job, "what": what})
+
+    by_name = {row[1]: row for row in workunits}
+    results_of: dict[int, list[tuple]] = {}
+    result_names: dict[int, str] = {}
+    for row in results:
+        results_of.setdefault(row[2], []).append(row)
+        result_names[row[0]] = row[1]
+    for job in jobs:
+        row = by_name.get(job)
+        if row is None:
+            add("lost", job, "no workunit row")
+            continue
+        wu_id, _, error_mask, assimilate_state, canonical = row
+        if error_mask:
+            add("lost", job, f"error_mask {error_mask} ({', '.join(bj.error_reasons(error_mask))})")
+        if assimilate_state != bj.ASSIMILATE_DONE:
+            add("lost", job, f"not assimilated (assimilate_state {assimilate_state})")
+        mine = results_of.get(wu_id, [])
+        sent = [r for r in mine if r[6]]
+        if len(sent) > 1:
+            add("duplicate", job, f"sent {len(sent)} times: {', '.join(r[1] for r in sent)}")
+        valid = [r for r in mine if r[3] == bj.RESULT_SERVER_STATES["over"]
+                 and r[4] == bj.RESULT_OUTCOME_SUCCESS and r[5] == VALIDATE_STATE_VALID]
+        if not valid:
+            add("lost", job, "no valid result")
+        elif len(valid) > 1:
+            add("duplicate", job, f"{len(valid)} valid results: {', '.join(r[1] for r in valid)}")
+        if not canonical:
+            add("lost", job, "no canonical result")
+            continue
+        canonical_name = result_names.get(canonical, "")
+        for open_name, md5 in sorted(uploaded.get(canonical_name, {}).items()):
+            path = bj.output_name(batch, job, open_name)
+            if path not in outputs:
+                add("lost", job, f"output {path} missing")
+            elif outputs[path] != md5:
+                add("lost", job, f"output {path} is not what was uploaded (md5 {outputs[path]}, sent {md5})")
+        if not uploaded.get(canonical_name):
+            add("lost", job, f"canonical result {canonical_name or canonical} was never uploaded by a host")
+        for marker in ASSIMILATOR_MARKERS:
+            if f"{batch}/{job}{marker}" in outputs:
+                add("lost", job, f"assimilator wrote {batch}/{job}{marker}")
+    known = set(jobs)
+    for path in sorted(outputs):
+        folder, _, name = path.partition("/")
+        job = name.split(bj.OUTPUT_SEPARATOR, 1)[0]
+        if folder == str(batch) and bj.OUTPUT_SEPARATOR in name and job not in known:
+            add("duplicate", job, f"output {path} of no submitted job")
+    for name in sorted(reported - acked):
+        add("lost", name, "reported, never acknowledged by the scheduler")
+    for name in sorted(sent_twice):
+        add("duplicate", name, "given to a host more than once")
+    return problems
+
+
+def problem_counts(problems: list[dict]) -> dict[str, int]:
+    """Jobs (or results) with at least one problem of each kind."""
+    return {kind: len({p["job"] for p in problems if p["kind"] == kind}) for kind in ("lost", "duplicate")}

@@ -361,3 +361,11 @@ def test_statements_take_the_batch():
     for statement in (db.BATCH_WORKUNITS, db.BATCH_RESULTS, db.BATCH_ASSIMILATED):
         assert statement.count("%s") == 1 and "batch=%s" in statement
     assert "assimilate_state=2" in db.BATCH_ASSIMILATED
+
+
+def test_create_account_query_and_reply():
+    params = p.create_account_params("Bench@Example.org", "pw", "bench")
+    assert params["passwd_hash"] == hashlib.md5(b"pwbench@example.org").hexdigest()
+    assert (params["email_addr"], params["user_name"]) == ("Bench@Example.org", "bench")
+    assert p.account_authenticator(" <account_out>\n   <authenticator>0a1b</authenticator>\n</account_out>\n") == "0a1b"
+    assert p.account_authenticator("<error>\n<error_num>-137</error_num>\n</error>") == ""

@@ -265,6 +265,22 @@ def scheduler_urls(master_page: str) -> list[str]:
     return list(dict.fromkeys(unescape(u) for u in found if u))
 
 
+# -- accounts (html/user/create_account.php) --------------------------------------------------
+CREATE_ACCOUNT_PAGE = "create_account.php"
+
+
+def create_account_params(email: str, password: str, user_name: str) -> dict[str, str]:
+    """The query of create_account.php: the password travels as md5(password + lowercase email),
+    as the client sends it; an existing account with the same hash answers its authenticator."""
+    passwd_hash = hashlib.md5((password + email.lower()).encode()).hexdigest()
+    return {"email_addr": email, "passwd_hash": passwd_hash, "user_name": user_name}
+
+
+def account_authenticator(reply: str) -> str:
+    """The authenticator of an <account_out> reply; "" for an <error> reply."""
+    return _value(reply, "authenticator") if "<account_out>" in reply else ""
+
+
 # -- file_upload_handler -------------------------------------------------------------------------
 def upload_request(spec: UploadSpec, data: bytes, offset: int = 0) -> bytes:
     """The whole POST body of one upload: the handler reads the header line by line up to

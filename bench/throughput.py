@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Task throughput: N simulated hosts speak BOINC's protocol to a project; jobs per second.
+
+Makes a throwaway project on a free port (or uses a running one with --project-dir), installs
+the uppercase example app, and for each N of --hosts submits M jobs (--jobs; one replica each:
+target_nresults 1, min_quorum 1) as one batch, then runs N hosts in one asyncio loop (httpx),
+each looping: a scheduler RPC (reporting what it finished, asking for work), fake compute
+(--compute seconds a task), one upload per output through file_upload_handler, and again.
+The validator and assimilator of the app run as in production. All hosts share one account
+(BOINC's create_account RPC) and have a host row each (their own host_cpid).
+
+Figures per N: completed_per_s (assimilated jobs per second in steady state: the slope of the
+batch's assimilated count, sampled each second from the database, between 10 % and 90 % of
+the jobs), RPC and upload latency, jobs per RPC, the generator's CPU time over wall time x
+cores, each container's CPU seconds and peak memory (docker stats), and the apache container's
+CPU by process. Then the exactly-once check (boinc.database.delivery_problems) over the
+database and the results folder: a run that lost or duplicated anything prints what and exits
+non-zero. Traffic goes to loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx  # noqa: E402
+
+from boincserver.boinc import database as db  # noqa: E402
+from boincserver.boinc import protocol as p  # noqa: E402
+from jobs import CLI, Project, free_port, run  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank); 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int, low: float = 0.1, high: float = 0.9) -> float:
+    """Jobs per second between the first sample at `low` of the total and the first at `high`
+    (or the last sample, if the run never got there): the ramp-up of the first RPCs and the
+    tail of the last hosts stay out."""
+    start = next(((t, c) for t, c in samples if c >= low * total), None)
+    end = next(((t, c) for t, c in samples if c >= high * total), samples[-1] if samples else None)
+    if start is None or end is None or end[0] <= start[0]:
+        return 0.0
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
+def loopback_only(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        sys.exit(f"refusing to send load to {url}: only loopback addresses are load-tested")
+    return url
+
+
+class SqlSession:
+    """One mariadb client in the mysql container, fed statements through its stdin."""
+
+    END = "__end_of_answer__"
+
+    def __init__(self, project: Project):
+        self.proc = subprocess.Popen(["docker", "compose", "exec", "-T", "mysql", "mariadb", "-N", "-B", "-n",
+                                      project.name], cwd=project.dir, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.lock = threading.Lock()
+
+    def rows(self, statement: str, args: tuple = ()) -> list[list[str]]:
+        sql = statement % tuple(int(a) for a in args)  # only ids here: no quoting needed
+        with self.lock:
+            self.proc.stdin.write(f"{sql};\nSELECT '{self.END}';\n")
+            self.proc.stdin.flush()
+            out = []
+            for line in self.proc.stdout:
+                if line.rstrip("\n") == self.END:
+                    return out
+                out.append(line.rstrip("\n").split("\t"))
+        raise RuntimeError("the mariadb session ended")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+class Recorder:
+    """What the hosts saw: latencies, what they were given, reported and had acknowledged."""
+
+    def __init__(self):
+        self.rpc_ms: list[float] = []
+        self.upload_ms: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.given: set[str] = set()
+        self.given_twice: set[str] = set()
+        self.reported: set[str] = set()
+        self.acked: set[str] = set()
+        self.uploaded: dict[str, dict[str, str]] = {}
+        self.tasks = 0
+        self.rpcs_with_work = 0
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+class SimulatedHost:
+    def __init__(self, i: int, tag: str, authenticator: str, args):
+        self.host = p.Host(host_cpid=p.host_cpid(f"{tag}-{i}"), domain_name=f"sim-{tag}-{i}",
+                           p_ncpus=args.ncpus)
+        self.authenticator = authenticator
+        self.hostid = 0
+        self.seqno = 0
+        self.finished: dict[str, p.FinishedTask] = {}
+        self.args = args
+        self.cpus = asyncio.Semaphore(args.ncpus)
+        self.transfers = asyncio.Semaphore(2)
+
+    async def post(self, client: httpx.AsyncClient, url: str, body: bytes, times: list[float],
+                   rec: Recorder, what: str) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            r = await client.post(url, content=body, headers={"Content-Type": "text/xml"})
+        except httpx.HTTPError as exc:
+            rec.error(f"{what}: {type(exc).__name__}")
+            return None
+        times.append((time.perf_counter() - started) * 1000)
+        if r.status_code != 200:
+            rec.error(f"{what}: HTTP {r.status_code}")
+            return None
+        return r.content
+
+    async def upload(self, client, task: p.Task, reply: p.SchedulerReply, rec: Recorder) -> p.FinishedTask | None:
+        outputs, sums = [], {}
+        for name, open_name in zip(task.outputs, task.open_names or task.outputs):
+            spec = reply.uploads.get(name)
+            if spec is None:
+                rec.error("reply: output without an upload URL")
+                return None
+            # What uc2 would write: its input in upper case; here the job's name, so each differs.
+            data = (f"{task.wu_name} {open_name}\n".upper() * self.args.output_repeat).encode()
+            for attempt in range(5):
+                body = await self.post(client, loopback_only(spec.upload_urls[0]), p.upload_request(spec, data),
+                                       rec.upload_ms, rec, "upload")
+                answer = p.parse_upload_reply(body) if body else None
+                if answer and answer.ok:
+                    break
+                if answer and not answer.transient:
+                    rec.error(f"upload refused: {answer.message}")
+                    return None
+                await asyncio.sleep(1 + attempt)
+            else:
+                rec.error("upload: gave up after 5 tries")
+                return None
+            md5 = hashlib.md5(data).hexdigest()
+            outputs.append(p.OutputFile(name, len(data), spec.max_nbytes, md5))
+            sums[open_name] = md5
+        rec.uploaded[task.name] = sums
+        return p.FinishedTask(task.name, tuple(outputs), cpu_time=self.args.compute,
+                              elapsed_time=self.args.compute, version_num=task.version_num,
+                              platform=task.platform or p.PLATFORM)
+
+    async def loop(self, client, scheduler: str, rec: Recorder, done: asyncio.Event) -> None:
+        while not done.is_set():
+            finished = list(self.finished.values())
+            body = p.scheduler_request(self.authenticator, self.host, self.hostid, self.seqno,
+                                       work_req_seconds=self.args.work_req, cpu_req_instances=self.host.p_ncpus,
+                                       finished=finished)
+            answer = await self.post(client, scheduler, body, rec.rpc_ms, rec, "scheduler")
+            reply = None
+            if answer is not None:
+                try:
+                    reply = p.parse_scheduler_reply(answer)
+                except p.ProtocolError:
+                    rec.error("scheduler: not a reply")
+            if reply is None:
+                await self.idle(done, 2.0)
+                continue
+            self.seqno += 1
+            if reply.hostid:
+                self.hostid = reply.hostid
+            rec.reported.update(t.name for t in finished)
+            for name in reply.acked:
+                rec.acked.add(name)
+                self.finished.pop(name, None)
+            if reply.tasks:
+                rec.rpcs_with_work += 1
+            for task in reply.tasks:
+                rec.tasks += 1
+                (rec.given_twice if task.name in rec.given else rec.given).add(task.name)
+            # Tasks run p_ncpus at a time and upload two files at a time (the client's
+            # default max_file_xfers_per_project); all are reported in the next RPC.
+            for result in await asyncio.gather(*(self.run_task(client, t, reply, rec) for t in reply.tasks)):
+                if result:
+                    self.finished[result.name] = result
+            if not reply.tasks:
+                # Nothing to do: ask again later (a real client backs off far longer).
+                await self.idle(done, max(self.args.idle, min(reply.request_delay, 10.0)))
+
+    async def run_task(self, client, task: p.Task, reply: p.SchedulerReply, rec: Recorder) -> p.FinishedTask | None:
+        if self.args.compute:
+            async with self.cpus:
+                await asyncio.sleep(self.args.compute)
+        async with self.transfers:
+            return await self.upload(client, task, reply, rec)
+
+    async def idle(self, done: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(done.wait(), seconds * random.uniform(0.5, 1.5))
+        except asyncio.TimeoutError:
+            pass
+
+
+def create_account(master: str, tag: str) -> str:
+    r = httpx.get(master + p.CREATE_ACCOUNT_PAGE, timeout=60,
+                  params=p.create_account_params(f"bench-{tag}@example.org", f"pw-{tag}", f"bench {tag}"))
+    auth = p.account_authenticator(r.text)
+    if not auth:
+        sys.exit(f"create_account failed: {r.text[:300]}")
+    return auth
+
+
+class Monitor(threading.Thread):
+    """Samples the batch's assimilated count each second, the containers' memory each few."""
+
+    def __init__(self, sql: SqlSession, batch: int, containers: dict[str, str], stats_every: float):
+        super().__init__(daemon=True)
+        self.sql, self.batch, self.containers, self.stats_every = sql, batch, containers, stats_every
+        self.samples: list[tuple[float, int]] = []
+        self.peak_mb: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def assimilated(self) -> int:
+        return int(self.sql.rows(db.BATCH_ASSIMILATED, (self.batch,))[0][0])
+
+    def sample_memory(self) -> None:
+        out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.ID}}\t{{.MemUsage}}",
+                              *self.containers.values()], capture_output=True, text=True).stdout
+        names = {cid[:12]: name for name, cid in self.containers.items()}
+        for line in out.splitlines():
+            cid, _, usage = line.partition("\t")
+            mb = to_mb(usage.split("/")[0].strip())
+            name = names.get(cid[:12], cid)
+            self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), mb)
+
+    def run(self) -> None:
+        next_stats = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self.samples.append((now, self.assimilated()))
+            if now >= next_stats:
+                self.sample_memory()
+                next_stats = time.monotonic() + self.stats_every
+            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - now)))
+
+
+def to_mb(text: str) -> float:
+    units = {"B": 1e-6, "KiB": 1024 / 1e6, "MiB": 2**20 / 1e6, "GiB": 2**30 / 1e6, "kB": 1e-3, "MB": 1, "GB": 1e3}
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * units[unit]
+    return 0.0
+
+
+def container_cpu(containers: dict[str, str]) -> dict[str, float]:
+    """CPU seconds each container has used (cgroup v2's cpu.stat, else v1's cpuacct.usage)."""
+    out = {}
+    for name, cid in containers.items():
+        text = subprocess.run(["docker", "exec", cid, "sh", "-c",
+                               "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"],
+                              capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            if line.startswith("usage_usec"):
+                out[name] = int(line.split()[1]) / 1e6
+            elif line.strip().isdigit():
+                out[name] = int(line) / 1e9
+    return out
+
+
+def process_cpu(cid: str) -> dict[str, float]:
+    """CPU seconds by program name in a container, its live processes' own and their reaped
+    children's (the CGIs Apache ran are its workers' children)."""
+    text = subprocess.run(["docker", "exec", cid, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null"],
+                          capture_output=True, text=True).stdout
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        comm = line[line.find("(") + 1:line.rfind(")")]
+        fields = line[line.rfind(")") + 2:].split()
+        own, children = (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
+        out[comm] = out.get(comm, 0.0) + own
+        if children:
+            out[comm + " children"] = out.get(comm + " children", 0.0) + children
+    return out
+
+
+def containers_of(project: Project) -> dict[str, str]:
+    out = run(["docker", "compose", "ps", "--format", "{{.Service}}\t{{.ID}}"], project.dir).stdout.decode()
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def submit(project: Project, tmp: Path, jobs: int, tag: str) -> tuple[int, list[str]]:
+    folder = tmp / f"in-{tag}"
+    folder.mkdir(parents=True)
+    names = [f"tp_{tag}_{i}" for i in range(jobs)]
+    with open(folder / "jobs.txt", "w") as f:
+        for i, name in enumerate(names):
+            (folder / f"{i}.txt").write_text(f"input of {name}\n")
+            f.write(f"--wu-name {name} {i}.txt\n")
+    out = run(CLI + ["-C", str(project.dir), "submit", "uppercase", "--jobs", str(folder / "jobs.txt"),
+                     "--target-nresults", "1", "--min-quorum", "1", "--json"])
+    return int(json.loads(out.stdout)["batch"]), names
+
+
+def exactly_once(project: Project, sql: SqlSession, batch: int, names: list[str], rec: Recorder) -> list[dict]:
+    workunits = [(int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4])) for r in sql.rows(db.BATCH_WORKUNITS, (batch,))]
+    results = [(int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+               for r in sql.rows(db.BATCH_RESULTS, (batch,))]
+    listing = project.apache(f"cd results 2>/dev/null && [ -d {batch} ] && find {batch} -type f -exec md5sum {{}} + || true")
+    outputs = {path: md5 for md5, path in (line.split(None, 1) for line in listing.splitlines() if line.strip())}
+    return db.delivery_problems(names, workunits, results, batch, outputs, rec.uploaded, rec.reported,
+                                rec.acked, rec.given_twice)
+
+
+async def drive(n: int, tag: str, scheduler: str, authenticator: str, args, monitor: Monitor, jobs: int,
+                rec: Recorder) -> float:
+    """Run the hosts until every job is assimilated (or the run stalls or times out)."""
+    done = asyncio.Event()
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n if args.keepalive else 0)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
+        hosts = [SimulatedHost(i, tag, authenticator, args) for i in range(n)]
+        tasks = [asyncio.create_task(h.loop(client, scheduler, rec, done)) for h in hosts]
+        started = time.monotonic()
+        last_change, last = started, -1
+        while True:
+            await asyncio.sleep(0.5)
+            count = monitor.samples[-1][1] if monitor.samples else 0
+            now = time.monotonic()
+            if count != last:
+                last, last_change = count, now
+            if count >= jobs:
+                break
+            if now - last_change > args.stall or now - started > args.timeout:
+                print(f"  stopped: {count}/{jobs} assimilated, no progress for {now - last_change:.0f} s",
+                      file=sys.stderr)
+                break
+        done.set()
+        await asyncio.gather(*tasks)
+        return time.monotonic() - started
+
+
+def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: str, scheduler: str,
+            authenticator: str) -> tuple[dict, list[dict]]:
+    tag = f"{n}x{time.time_ns() % 10**8}"
+    print(f"{n} hosts: submitting {args.jobs} jobs ...", file=sys.stderr)
+    batch, names = submit(project, tmp, args.jobs, tag)
+    containers = containers_of(project)
+    monitor = Monitor(sql, batch, containers, args.stats_every)
+    cpu_before, procs_before = container_cpu(containers), process_cpu(containers["apache"])
+    self_before, children_before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    rec = Recorder()
+    monitor.start()
+    print(f"{n} hosts: running ...", file=sys.stderr)
+    wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec))
+    monitor.stop.set()
+    monitor.join()
+    self_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_after, procs_after = container_cpu(containers), process_cpu(containers["apache"])
+    time.sleep(args.settle)
+    problems = exactly_once(project, sql, batch, names, rec)
+    counts = db.problem_counts(problems)
+    generator_cpu = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)
+    monitor_cpu = ((children_after.ru_utime + children_after.ru_stime)
+                   - (children_before.ru_utime + children_before.ru_stime))
+    done = monitor.samples[-1][1] if monitor.samples else 0
+    apache_by_process = {k: round(procs_after.get(k, 0.0) - procs_before.get(k, 0.0), 1) for k in procs_after}
+    figures = {
+        "hosts": n, "jobs": args.jobs, "batch": batch, "assimilated": done,
+        "completed_per_s": round(steady_rate(monitor.samples, args.jobs), 1),
+        "overall_per_s": round(done / wall, 1) if wall else 0.0, "wall_s": round(wall, 1),
+        "lost": counts["lost"], "duplicates": counts["duplicate"],
+        "rpcs": len(rec.rpc_ms), "jobs_per_rpc_with_work": round(rec.tasks / max(1, rec.rpcs_with_work), 1),
+        "rpc_p50_ms": round(percentile(rec.rpc_ms, 50), 1), "rpc_p99_ms": round(percentile(rec.rpc_ms, 99), 1),
+        "upload_p50_ms": round(percentile(rec.upload_ms, 50), 1),
+        "upload_p99_ms": round(percentile(rec.upload_ms, 99), 1),
+        "generator_cpu_share": round(generator_cpu / (wall * (os.cpu_count() or 1)), 3),
+        "generator_cpu_s": round(generator_cpu, 1), "monitor_cpu_s": round(monitor_cpu, 1),
+        "container_cpu_s": {k: round(cpu_after.get(k, 0.0) - v, 1) for k, v in cpu_before.items()},
+        "apache_cpu_by_process_s": {k: v for k, v in sorted(apache_by_process.items(), key=lambda kv: -kv[1]) if v >= 0.1},
+        "peak_memory_mb": {k: round(v) for k, v in monitor.peak_mb.items()},
+        "errors": rec.errors,
+    }
+    return figures, problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project-dir", "-C", type=Path, help="a running project (default: a throwaway one)")
+    parser.add_argument("--hosts", default="20", help="simulated hosts; a list (10,100,1000) gives a curve")
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs of each run")
+    parser.add_argument("--compute", type=float, default=0.0, help="seconds a host 'computes' a task")
+    parser.add_argument("--work-req", type=float, default=60.0, help="work_req_seconds of each RPC")
+    parser.add_argument("--ncpus", type=int, default=4, help="p_ncpus of each host")
+    parser.add_argument("--output-repeat", type=int, default=1, help="lines of each output (size)")
+    parser.add_argument("--idle", type=float, default=2.0, help="seconds a host without work waits")
+    parser.add_argument("--keepalive", action="store_true", help="keep HTTP connections open between requests")
+    parser.add_argument("--timeout", type=float, default=1800, help="longest run, seconds")
+    parser.add_argument("--stall", type=float, default=120, help="stop a run after this long without progress")
+    parser.add_argument("--stats-every", type=float, default=3.0, help="seconds between docker stats samples")
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds before the exactly-once check")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    curve = [int(x) for x in args.hosts.split(",")]
+
+    tmp = Path(tempfile.mkdtemp(prefix="boincserver-bench-tp-"))
+    own = args.project_dir is None
+    if own:
+        port = free_port()
+        folder = tmp / f"tp{os.getpid()}"
+        run(CLI + ["init", str(folder), "--url-base", f"http://127.0.0.1:{port}", "--http-port", str(port)])
+        print(f"starting a throwaway project on port {port} ...", file=sys.stderr)
+        run(CLI + ["up"], folder)
+    else:
+        folder = args.project_dir.absolute()
+    project = Project(folder)
+    runs, failed = [], []
+    sql = None
+    try:
+        apps = json.loads(run(CLI + ["app", "list", "--json"], folder).stdout)
+        if "uppercase" not in {a["name"] for a in apps}:
+            run(CLI + ["app", "add", "uppercase", "--example", "uppercase"], folder)
+        url_base = dict(line.split("=", 1) for line in (folder / ".env").read_text().splitlines()
+                        if "=" in line).get("URL_BASE", "").strip('"')
+        master = loopback_only(f"{url_base.rstrip('/')}/{project.name}/")
+        schedulers = p.scheduler_urls(httpx.get(master, timeout=60).text)
+        if not schedulers:
+            sys.exit(f"the master page {master} names no scheduler")
+        scheduler = loopback_only(schedulers[0])
+        authenticator = create_account(master, str(os.getpid()))
+        sql = SqlSession(project)
+        for n in curve:
+            figures, problems = one_run(project, sql, tmp, n, args, master, scheduler, authenticator)
+            runs.append(figures)
+            failed += [dict(pr, hosts=n) for pr in problems]
+    finally:
+        if sql:
+            sql.close()
+        if own:
+            subprocess.run(CLI + ["down", "--volumes", "--yes"], cwd=folder, capture_output=True)
+        subprocess.run(["rm", "-rf", str(tmp)])
+    if args.json:
+        print(json.dumps({"runs": runs, "problems": failed[:200]}, indent=2))
+    else:
+        print_figures(runs, args)
+    if failed:
+        print(f"\nexactly-once check FAILED: {len(failed)} problems", file=sys.stderr)
+        for pr in failed[:50]:
+            print(f"  [{pr['hosts']} hosts] {pr['kind']}: {pr['job']}: {pr['what']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_figures(runs: list[dict], args) -> None:
+    print(f"task throughput: {args.jobs} jobs a run, one replica each, compute {args.compute} s a task, "
+          f"{os.cpu_count()} cores (paper: 102 jobs/s on one server)")
+    print(f"  {'hosts':>6} {'jobs/s':>8} {'overall':>8} {'lost':>5} {'dup':>4} {'rpc p50':>8} {'rpc p99':>8} "
+          f"{'up p99':>7} {'jobs/rpc':>8} {'gen cpu':>8}")
+    for r in runs:
+        print(f"  {r['hosts']:>6} {r['completed_per_s']:>8} {r['overall_per_s']:>8} {r['lost']:>5} "
+              f"{r['duplicates']:>4} {r['rpc_p50_ms']:>6}ms {r['rpc_p99_ms']:>6}ms {r['upload_p99_ms']:>5}ms "
+              f"{r['jobs_per_rpc_with_work']:>8} {r['generator_cpu_share'] * 100:>7.1f}%")
+    for r in runs:
+        print(f"  {r['hosts']} hosts: CPU s by container {r['container_cpu_s']}, generator {r['generator_cpu_s']} s, "
+              f"monitoring {r['monitor_cpu_s']} s; peak MB {r['peak_memory_mb']}")
+        print(f"    apache CPU s by process: {r['apache_cpu_by_process_s']}")
+        if r["errors"]:
+            print(f"    errors seen by hosts: {r['errors']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

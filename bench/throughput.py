@@ -119,6 +119,13 @@ class Recorder:
         self.uploaded: dict[str, dict[str, str]] = {}
         self.tasks = 0
         self.rpcs_with_work = 0
+        self.capture: Path | None = None
+
+    def keep(self, name: str, body: bytes) -> None:
+        """The first reply of a kind, as a test fixture (--capture)."""
+        if self.capture and not (self.capture / name).exists():
+            self.capture.mkdir(parents=True, exist_ok=True)
+            (self.capture / name).write_bytes(body)
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -164,6 +171,7 @@ class SimulatedHost:
                                        rec.upload_ms, rec, "upload")
                 answer = p.parse_upload_reply(body) if body else None
                 if answer and answer.ok:
+                    rec.keep("upload_reply.xml", body)
                     break
                 if answer and not answer.transient:
                     rec.error(f"upload refused: {answer.message}")
@@ -196,6 +204,10 @@ class SimulatedHost:
             if reply is None:
                 await self.idle(done, 2.0)
                 continue
+            if reply.hostid and reply.tasks:
+                rec.keep("scheduler_reply_first.xml", answer)
+            if reply.acked:
+                rec.keep("scheduler_reply_report.xml", answer)
             self.seqno += 1
             if reply.hostid:
                 self.hostid = reply.hostid
@@ -379,6 +391,7 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
     cpu_before, procs_before = container_cpu(containers), process_cpu(containers["apache"])
     self_before, children_before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     rec = Recorder()
+    rec.capture = args.capture
     monitor.start()
     print(f"{n} hosts: running ...", file=sys.stderr)
     wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec))
@@ -428,6 +441,7 @@ def main() -> int:
     parser.add_argument("--stall", type=float, default=120, help="stop a run after this long without progress")
     parser.add_argument("--stats-every", type=float, default=3.0, help="seconds between docker stats samples")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds before the exactly-once check")
+    parser.add_argument("--capture", type=Path, help="keep the first replies of each kind in this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     curve = [int(x) for x in args.hosts.split(",")]

@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import random
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,25 +44,9 @@ import httpx  # noqa: E402
 from boincserver.boinc import database as db  # noqa: E402
 from boincserver.boinc import protocol as p  # noqa: E402
 from jobs import CLI, Project, free_port, run  # noqa: E402
+from throughput_monitor import (Monitor, ProcessAccounting, SqlSession, container_cpu,  # noqa: E402
+                                containers_of, percentile, process_cpu, steady_rate)
 
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank); 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
-
-
-def steady_rate(samples: list[tuple[float, int]], total: int, low: float = 0.1, high: float = 0.9) -> float:
-    """Jobs per second between the first sample at `low` of the total and the first at `high`
-    (or the last sample, if the run never got there): the ramp-up of the first RPCs and the
-    tail of the last hosts stay out."""
-    start = next(((t, c) for t, c in samples if c >= low * total), None)
-    end = next(((t, c) for t, c in samples if c >= high * total), samples[-1] if samples else None)
-    if start is None or end is None or end[0] <= start[0]:
-        return 0.0
-    return (end[1] - start[1]) / (end[0] - start[0])
 
 
 def loopback_only(url: str) -> str:
@@ -75,34 +58,6 @@ def loopback_only(url: str) -> str:
     if not ok:
         sys.exit(f"refusing to send load to {url}: only loopback addresses are load-tested")
     return url
-
-
-class SqlSession:
-    """One mariadb client in the mysql container, fed statements through its stdin."""
-
-    END = "__end_of_answer__"
-
-    def __init__(self, project: Project):
-        self.proc = subprocess.Popen(["docker", "compose", "exec", "-T", "mysql", "mariadb", "-N", "-B", "-n",
-                                      project.name], cwd=project.dir, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.lock = threading.Lock()
-
-    def rows(self, statement: str, args: tuple = ()) -> list[list[str]]:
-        sql = statement % tuple(int(a) for a in args)  # only ids here: no quoting needed
-        with self.lock:
-            self.proc.stdin.write(f"{sql};\nSELECT '{self.END}';\n")
-            self.proc.stdin.flush()
-            out = []
-            for line in self.proc.stdout:
-                if line.rstrip("\n") == self.END:
-                    return out
-                out.append(line.rstrip("\n").split("\t"))
-        raise RuntimeError("the mariadb session ended")
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 class Recorder:
@@ -252,85 +207,6 @@ def create_account(master: str, tag: str) -> str:
     return auth
 
 
-class Monitor(threading.Thread):
-    """Samples the batch's assimilated count each second, the containers' memory each few."""
-
-    def __init__(self, sql: SqlSession, batch: int, containers: dict[str, str], stats_every: float):
-        super().__init__(daemon=True)
-        self.sql, self.batch, self.containers, self.stats_every = sql, batch, containers, stats_every
-        self.samples: list[tuple[float, int]] = []
-        self.peak_mb: dict[str, float] = {}
-        self.stop = threading.Event()
-
-    def assimilated(self) -> int:
-        return int(self.sql.rows(db.BATCH_ASSIMILATED, (self.batch,))[0][0])
-
-    def sample_memory(self) -> None:
-        out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.ID}}\t{{.MemUsage}}",
-                              *self.containers.values()], capture_output=True, text=True).stdout
-        names = {cid[:12]: name for name, cid in self.containers.items()}
-        for line in out.splitlines():
-            cid, _, usage = line.partition("\t")
-            mb = to_mb(usage.split("/")[0].strip())
-            name = names.get(cid[:12], cid)
-            self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), mb)
-
-    def run(self) -> None:
-        next_stats = 0.0
-        while not self.stop.is_set():
-            now = time.monotonic()
-            self.samples.append((now, self.assimilated()))
-            if now >= next_stats:
-                self.sample_memory()
-                next_stats = time.monotonic() + self.stats_every
-            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - now)))
-
-
-def to_mb(text: str) -> float:
-    units = {"B": 1e-6, "KiB": 1024 / 1e6, "MiB": 2**20 / 1e6, "GiB": 2**30 / 1e6, "kB": 1e-3, "MB": 1, "GB": 1e3}
-    for unit in sorted(units, key=len, reverse=True):
-        if text.endswith(unit):
-            return float(text[:-len(unit)]) * units[unit]
-    return 0.0
-
-
-def container_cpu(containers: dict[str, str]) -> dict[str, float]:
-    """CPU seconds each container has used (cgroup v2's cpu.stat, else v1's cpuacct.usage)."""
-    out = {}
-    for name, cid in containers.items():
-        text = subprocess.run(["docker", "exec", cid, "sh", "-c",
-                               "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"],
-                              capture_output=True, text=True).stdout
-        for line in text.splitlines():
-            if line.startswith("usage_usec"):
-                out[name] = int(line.split()[1]) / 1e6
-            elif line.strip().isdigit():
-                out[name] = int(line) / 1e9
-    return out
-
-
-def process_cpu(cid: str) -> dict[str, float]:
-    """CPU seconds by program name in a container, its live processes' own and their reaped
-    children's (the CGIs Apache ran are its workers' children)."""
-    text = subprocess.run(["docker", "exec", cid, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null"],
-                          capture_output=True, text=True).stdout
-    ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        comm = line[line.find("(") + 1:line.rfind(")")]
-        fields = line[line.rfind(")") + 2:].split()
-        own, children = (int(fields[11]) + int(fields[12])) / ticks, (int(fields[13]) + int(fields[14])) / ticks
-        out[comm] = out.get(comm, 0.0) + own
-        if children:
-            out[comm + " children"] = out.get(comm + " children", 0.0) + children
-    return out
-
-
-def containers_of(project: Project) -> dict[str, str]:
-    out = run(["docker", "compose", "ps", "--format", "{{.Service}}\t{{.ID}}"], project.dir).stdout.decode()
-    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
-
-
 def submit(project: Project, tmp: Path, jobs: int, tag: str) -> tuple[int, list[str]]:
     folder = tmp / f"in-{tag}"
     folder.mkdir(parents=True)
@@ -394,7 +270,9 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
     rec.capture = args.capture
     monitor.start()
     print(f"{n} hosts: running ...", file=sys.stderr)
-    wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec))
+    accounting = ProcessAccounting(tmp) if args.acct else contextlib.nullcontext()
+    with accounting:
+        wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec))
     monitor.stop.set()
     monitor.join()
     self_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -423,6 +301,10 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
         "peak_memory_mb": {k: round(v) for k, v in monitor.peak_mb.items()},
         "errors": rec.errors,
     }
+    if args.acct:
+        # Programs that ran and exited during the run, machine-wide, most CPU first.
+        exited = sorted(accounting.cpu_by_command().items(), key=lambda kv: -kv[1][1])[:12]
+        figures["exited_cpu_s"] = {k: {"processes": n_, "cpu_s": round(c, 1)} for k, (n_, c) in exited}
     return figures, problems
 
 
@@ -441,6 +323,8 @@ def main() -> int:
     parser.add_argument("--stall", type=float, default=120, help="stop a run after this long without progress")
     parser.add_argument("--stats-every", type=float, default=3.0, help="seconds between docker stats samples")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds before the exactly-once check")
+    parser.add_argument("--acct", action="store_true",
+                        help="count exited processes' CPU (the CGIs) with the kernel's process accounting (root)")
     parser.add_argument("--capture", type=Path, help="keep the first replies of each kind in this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -507,6 +391,9 @@ def print_figures(runs: list[dict], args) -> None:
         print(f"  {r['hosts']} hosts: CPU s by container {r['container_cpu_s']}, generator {r['generator_cpu_s']} s, "
               f"monitoring {r['monitor_cpu_s']} s; peak MB {r['peak_memory_mb']}")
         print(f"    apache CPU s by process: {r['apache_cpu_by_process_s']}")
+        if "exited_cpu_s" in r:
+            print("    exited processes (process accounting): "
+                  + ", ".join(f"{k} {v['processes']}x {v['cpu_s']} s" for k, v in r["exited_cpu_s"].items()))
         if r["errors"]:
             print(f"    errors seen by hosts: {r['errors']}")
 

@@ -41,3 +41,14 @@ def test_only_loopback_is_a_target():
     for url in ("http://10.0.0.5/x", "http://boinc.example.org/x"):
         with pytest.raises(SystemExit):
             throughput.loopback_only(url)
+
+
+def test_process_accounting_records(tmp_path):
+    acct = throughput.ProcessAccounting(tmp_path)
+    assert acct.comp_t(100) == 100
+    assert acct.comp_t((2 << 13) | 5) == 5 << 6
+    record = acct.RECORD.pack(0, 3, 0, 0, 1000, 1000, 42, 1, 0, 0.5, 30, 20, 0, 0, 0, 0, 0, 0, b"cgi")
+    other = acct.RECORD.pack(0, 2, 0, 0, 0, 0, 43, 1, 0, 0.0, 500, 0, 0, 0, 0, 0, 0, 0, b"old")
+    acct.path.write_bytes(record * 2 + other)
+    assert acct.RECORD.size == 64
+    assert acct.cpu_by_command() == {"cgi": (2, 1.0)}

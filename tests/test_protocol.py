@@ -333,7 +333,6 @@ def test_no_valid_result():
 
 
 def test_missing_or_different_output_and_assimilator_markers():
-    run = clean_run()
     outputs = {"3/j1__file_out": "0" * 32, "3/j1_error": "x"}
     found = problems(outputs=outputs)
     whats = [p_["what"] for p_ in found]

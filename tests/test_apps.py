@@ -737,3 +737,9 @@ def test_the_makeproject_image_builds_the_wrappers_apps_take_from_it():
         for platform, path in table.items():
             folder, program = path.removeprefix("/usr/src/boinc/samples/").split("/")
             assert folder in made and program == f"{folder}__{platform}"
+
+
+def test_inputs_are_never_deleted_with_one_job_since_jobs_share_them_by_content():
+    root = ET.fromstring(ba.input_template(["in", "params"]))
+    infos = root.findall("file_info")
+    assert len(infos) == 2 and all(i.find("no_delete") is not None for i in infos)

@@ -184,10 +184,15 @@ def job_xml(application: str, stdin: str | None = None, stdout: str | None = Non
 
 
 def input_template(inputs: list[str]) -> str:
-    """templates/APP_in: one numbered input per open name, copied into the slot."""
+    """templates/APP_in: one numbered input per open name, copied into the slot.
+
+    Every input is <no_delete/>: this tool stages inputs under their content's name (jf_MD5),
+    so one file serves every job with that content, and sched/file_deleter.cpp would otherwise
+    delete it with the first such job to finish, under the others still waiting for it
+    (BUDA's templates mark shared files the same way, html/user/buda.php)."""
     out = ["<input_template>"]
     for i, _ in enumerate(inputs):
-        out += ["    <file_info>", f"        <number>{i}</number>", "    </file_info>"]
+        out += ["    <file_info>", f"        <number>{i}</number>", "        <no_delete/>", "    </file_info>"]
     out.append("    <workunit>")
     for i, name in enumerate(inputs):
         out += ["        <file_ref>", f"            <file_number>{i}</file_number>",

@@ -62,3 +62,28 @@ def test_wrapper_app_wordcount_computed_by_a_real_client(jobs_stack: Stack, boin
                   tmp_path)
     assert got.strip() == "7"
     assert "Starting task e2e_words_0" in boinc_client.log()
+
+
+def test_an_input_shared_by_content_outlives_the_first_job_that_used_it(jobs_stack: Stack, boinc_client, tmp_path):
+    """Inputs are stored once under their content's name, so two jobs with equal inputs share
+    one file: BOINC's file_deleter must not take it away with the first job's other files."""
+    from boincserver.boinc import jobs as bj
+
+    from .conftest import apache_sh, sql
+    ensure_example_app(jobs_stack, "uppercase")
+    text = "one input, two jobs\n"
+    assert run_job(jobs_stack, boinc_client, "uppercase", "e2e_share_1", text, tmp_path) == text.upper()
+    # The second job is made before the file_deleter has been through the first.
+    src = tmp_path / "again.txt"
+    src.write_text(text)
+    run_cli("create-work", "uppercase", src, "--wu-name", "e2e_share_2", cwd=jobs_stack.dir)
+    deadline = time.monotonic() + 120
+    while sql(jobs_stack.dir, jobs_stack.project,
+              "SELECT file_delete_state FROM workunit WHERE name = 'e2e_share_1'").strip() != "2":  # 2: done
+        assert time.monotonic() < deadline, "the file_deleter did not get to the first job"
+        time.sleep(2)
+    import hashlib
+    staged = bj.dir_hier_path(bj.staged_name(hashlib.md5(text.encode()).hexdigest()))
+    assert apache_sh(jobs_stack.dir, f"ls download/{staged}").strip() == f"download/{staged}"
+    job = wait_done(jobs_stack, boinc_client, "e2e_share_2")
+    assert job["state"] == "done", job

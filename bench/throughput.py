@@ -149,6 +149,7 @@ class SimulatedHost:
             body = p.scheduler_request(self.authenticator, self.host, self.hostid, self.seqno,
                                        work_req_seconds=self.args.work_req, cpu_req_instances=self.host.p_ncpus,
                                        finished=finished)
+            sent = time.monotonic()
             answer = await self.post(client, scheduler, body, rec.rpc_ms, rec, "scheduler")
             reply = None
             if answer is not None:
@@ -159,8 +160,8 @@ class SimulatedHost:
             if reply is None:
                 await self.idle(done, 2.0)
                 continue
-            if reply.hostid and reply.tasks:
-                rec.keep("scheduler_reply_first.xml", answer)
+            if reply.tasks:
+                rec.keep("scheduler_reply_work.xml", answer)
             if reply.acked:
                 rec.keep("scheduler_reply_report.xml", answer)
             self.seqno += 1
@@ -182,7 +183,11 @@ class SimulatedHost:
                     self.finished[result.name] = result
             if not reply.tasks:
                 # Nothing to do: ask again later (a real client backs off far longer).
-                await self.idle(done, max(self.args.idle, min(reply.request_delay, 10.0)))
+                await self.idle(done, max(self.args.idle, min(reply.request_delay, 10.0)), jitter=True)
+            elif reply.request_delay:
+                # The client's min_rpc_time: no RPC before request_delay has passed, not even
+                # to report (config.xml's min_sendwork_interval sets it).
+                await self.idle(done, reply.request_delay - (time.monotonic() - sent))
 
     async def run_task(self, client, task: p.Task, reply: p.SchedulerReply, rec: Recorder) -> p.FinishedTask | None:
         if self.args.compute:
@@ -191,9 +196,11 @@ class SimulatedHost:
         async with self.transfers:
             return await self.upload(client, task, reply, rec)
 
-    async def idle(self, done: asyncio.Event, seconds: float) -> None:
+    async def idle(self, done: asyncio.Event, seconds: float, jitter: bool = False) -> None:
+        if seconds <= 0:
+            return
         try:
-            await asyncio.wait_for(done.wait(), seconds * random.uniform(0.5, 1.5))
+            await asyncio.wait_for(done.wait(), seconds * (random.uniform(1.0, 1.5) if jitter else 1.0))
         except asyncio.TimeoutError:
             pass
 

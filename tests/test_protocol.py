@@ -257,10 +257,9 @@ def captured(name: str) -> bytes:
     return path.read_bytes()
 
 
-def test_captured_first_reply_gives_a_host_and_work():
-    reply = p.parse_scheduler_reply(captured("scheduler_reply_first.xml"))
-    assert reply.hostid > 0
-    assert reply.tasks, "the first reply sent no task"
+def test_captured_reply_with_work():
+    reply = p.parse_scheduler_reply(captured("scheduler_reply_work.xml"))
+    assert reply.tasks, "the reply sent no task"
     for task in reply.tasks:
         assert task.wu_name and task.name.startswith(task.wu_name)
         assert task.open_names == ("out",)
@@ -269,7 +268,9 @@ def test_captured_first_reply_gives_a_host_and_work():
 
 def test_captured_reply_acknowledges_reported_results():
     reply = p.parse_scheduler_reply(captured("scheduler_reply_report.xml"))
-    assert reply.acked
+    assert reply.acked and all(name.startswith("tp_") for name in reply.acked)
+    # min_sendwork_interval 6 makes the scheduler ask for 7 s between RPCs.
+    assert reply.request_delay == 7.0 and reply.messages
 
 
 def test_captured_upload_reply():

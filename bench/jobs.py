@@ -21,6 +21,7 @@ Targets from the issue: >= 1,000 jobs/s end to end, >= 75x (a), >= 10% of (b).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -57,6 +58,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def measured_project(prefix: str, project_dir: Path | None):
+    """(folder, scratch): the project to measure, with the uppercase example app, and a scratch
+    folder. The project is the one given, or a throwaway one on a free port, deleted with its
+    volumes afterwards (bench/jobs.py and bench/throughput.py measure on either)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"boincserver-bench-{prefix}-"))
+    own = project_dir is None
+    folder = tmp / f"{prefix}{os.getpid()}" if own else project_dir.absolute()
+    try:
+        if own:
+            port = free_port()
+            run(CLI + ["init", str(folder), "--url-base", f"http://127.0.0.1:{port}", "--http-port", str(port)])
+            print(f"starting a throwaway project on port {port} ...", file=sys.stderr)
+            run(CLI + ["up"], folder)
+        apps = json.loads(run(CLI + ["app", "list", "--json"], folder).stdout)
+        if "uppercase" not in {a["name"] for a in apps}:
+            run(CLI + ["app", "add", "uppercase", "--example", "uppercase"], folder)
+        yield folder, tmp
+    finally:
+        if own:
+            subprocess.run(CLI + ["down", "--volumes", "--yes"], cwd=folder, capture_output=True)
+        subprocess.run(["rm", "-rf", str(tmp)])
 
 
 class Project:
@@ -155,65 +180,50 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="boincserver-bench-jobs-"))
-    own = args.project_dir is None
-    if own:
-        port = free_port()
-        folder = tmp / f"bj{os.getpid()}"
-        run(CLI + ["init", str(folder), "--url-base", f"http://127.0.0.1:{port}", "--http-port", str(port)])
-        print(f"starting a throwaway project on port {port} ...", file=sys.stderr)
-        run(CLI + ["up"], folder)
-    else:
-        folder = args.project_dir.absolute()
-    project = Project(folder)
     figures: dict = {}
-    try:
-        apps = json.loads(run(CLI + ["app", "list", "--json"], folder).stdout)
-        if "uppercase" not in {a["name"] for a in apps}:
-            run(CLI + ["app", "add", "uppercase", "--example", "uppercase"], folder)
-        project.apache("bin/stop")
-        print(f"writing {args.jobs} input files ...", file=sys.stderr)
-        jobs = make_inputs(tmp / "main", args.jobs, f"m{time.time_ns()}")
-
-        print("(a) one docker compose exec per create_work ...", file=sys.stderr)
-        figures["per_exec_jobs_per_s"] = one_exec_per_job(project, args.per_exec)
-        print("(b) one create_work --stdin in the container ...", file=sys.stderr)
-        figures["ceiling_jobs_per_s"] = ceiling(project, args.jobs)
-
-        print(f"boincserver submit of {args.jobs} jobs ...", file=sys.stderr)
-        before = project.workunits()
-        seconds, rss, result = boincserver_submit(project, jobs)
-        assert project.workunits() - before == args.jobs == result["created"], "rows missing"
-        figures["boincserver_jobs_per_s"] = args.jobs / seconds
-        figures["boincserver_seconds"] = seconds
-        figures[f"peak_rss_mb_{args.jobs}"] = rss / 1024
-        if args.big:
-            print(f"writing {args.big} input files ...", file=sys.stderr)
-            big = make_inputs(tmp / "big", args.big, f"g{time.time_ns()}")
-            print(f"boincserver submit of {args.big} jobs{' (dry run)' if args.big_dry_run else ''} ...",
-                  file=sys.stderr)
-            before = project.workunits() if not args.big_dry_run else 0
-            seconds, rss, result = boincserver_submit(project, big, dry_run=args.big_dry_run)
-            if not args.big_dry_run:
-                assert project.workunits() - before == args.big, "rows missing"
-            figures[f"peak_rss_mb_{args.big}"] = rss / 1024
-            figures[f"boincserver_jobs_per_s_{args.big}"] = args.big / seconds
-            figures["big_dry_run"] = args.big_dry_run
-    finally:
+    with measured_project("bj", args.project_dir) as (folder, tmp):
+        project = Project(folder)
         try:
-            project.apache("bin/start")
-        except SystemExit:
-            pass
-        if own:
-            subprocess.run(CLI + ["down", "--volumes", "--yes"], cwd=folder, capture_output=True)
-        subprocess.run(["rm", "-rf", str(tmp)])
+            project.apache("bin/stop")
+            print(f"writing {args.jobs} input files ...", file=sys.stderr)
+            jobs = make_inputs(tmp / "main", args.jobs, f"m{time.time_ns()}")
+
+            print("(a) one docker compose exec per create_work ...", file=sys.stderr)
+            figures["per_exec_jobs_per_s"] = one_exec_per_job(project, args.per_exec)
+            print("(b) one create_work --stdin in the container ...", file=sys.stderr)
+            figures["ceiling_jobs_per_s"] = ceiling(project, args.jobs)
+
+            print(f"boincserver submit of {args.jobs} jobs ...", file=sys.stderr)
+            before = project.workunits()
+            seconds, rss, result = boincserver_submit(project, jobs)
+            assert project.workunits() - before == args.jobs == result["created"], "rows missing"
+            figures["boincserver_jobs_per_s"] = args.jobs / seconds
+            figures["boincserver_seconds"] = seconds
+            figures[f"peak_rss_mb_{args.jobs}"] = rss / 1024
+            if args.big:
+                print(f"writing {args.big} input files ...", file=sys.stderr)
+                big = make_inputs(tmp / "big", args.big, f"g{time.time_ns()}")
+                print(f"boincserver submit of {args.big} jobs{' (dry run)' if args.big_dry_run else ''} ...",
+                      file=sys.stderr)
+                before = project.workunits() if not args.big_dry_run else 0
+                seconds, rss, result = boincserver_submit(project, big, dry_run=args.big_dry_run)
+                if not args.big_dry_run:
+                    assert project.workunits() - before == args.big, "rows missing"
+                figures[f"peak_rss_mb_{args.big}"] = rss / 1024
+                figures[f"boincserver_jobs_per_s_{args.big}"] = args.big / seconds
+                figures["big_dry_run"] = args.big_dry_run
+        finally:
+            try:
+                project.apache("bin/start")
+            except SystemExit:
+                pass
     figures["vs_per_exec"] = figures["boincserver_jobs_per_s"] / figures["per_exec_jobs_per_s"]
     figures["of_ceiling"] = figures["boincserver_jobs_per_s"] / figures["ceiling_jobs_per_s"]
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
     n = args.jobs
-    print(f"jobs of 1 KB input each; jobs/s from the command's start to the rows in the database")
+    print("jobs of 1 KB input each; jobs/s from the command's start to the rows in the database")
     print(f"  boincserver submit ({n} jobs)            {figures['boincserver_jobs_per_s']:9.0f} jobs/s"
           f"  ({figures['boincserver_seconds']:.1f} s)")
     print(f"  (a) one compose exec per create_work ({args.per_exec}) {figures['per_exec_jobs_per_s']:9.1f} jobs/s")

@@ -29,9 +29,7 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,7 +41,7 @@ import httpx  # noqa: E402
 
 from boincserver.boinc import database as db  # noqa: E402
 from boincserver.boinc import protocol as p  # noqa: E402
-from jobs import CLI, Project, free_port, run  # noqa: E402
+from jobs import CLI, Project, measured_project, run  # noqa: E402
 from throughput_monitor import (Monitor, ProcessAccounting, SqlSession, container_cpu,  # noqa: E402
                                 containers_of, percentile, process_cpu, steady_rate)
 
@@ -337,42 +335,27 @@ def main() -> int:
     args = parser.parse_args()
     curve = [int(x) for x in args.hosts.split(",")]
 
-    tmp = Path(tempfile.mkdtemp(prefix="boincserver-bench-tp-"))
-    own = args.project_dir is None
-    if own:
-        port = free_port()
-        folder = tmp / f"tp{os.getpid()}"
-        run(CLI + ["init", str(folder), "--url-base", f"http://127.0.0.1:{port}", "--http-port", str(port)])
-        print(f"starting a throwaway project on port {port} ...", file=sys.stderr)
-        run(CLI + ["up"], folder)
-    else:
-        folder = args.project_dir.absolute()
-    project = Project(folder)
     runs, failed = [], []
-    sql = None
-    try:
-        apps = json.loads(run(CLI + ["app", "list", "--json"], folder).stdout)
-        if "uppercase" not in {a["name"] for a in apps}:
-            run(CLI + ["app", "add", "uppercase", "--example", "uppercase"], folder)
-        url_base = dict(line.split("=", 1) for line in (folder / ".env").read_text().splitlines()
-                        if "=" in line).get("URL_BASE", "").strip('"')
-        master = loopback_only(f"{url_base.rstrip('/')}/{project.name}/")
-        schedulers = p.scheduler_urls(httpx.get(master, timeout=60).text)
-        if not schedulers:
-            sys.exit(f"the master page {master} names no scheduler")
-        scheduler = loopback_only(schedulers[0])
-        authenticator = create_account(master, str(os.getpid()))
-        sql = SqlSession(project)
-        for n in curve:
-            figures, problems = one_run(project, sql, tmp, n, args, master, scheduler, authenticator)
-            runs.append(figures)
-            failed += [dict(pr, hosts=n) for pr in problems]
-    finally:
-        if sql:
-            sql.close()
-        if own:
-            subprocess.run(CLI + ["down", "--volumes", "--yes"], cwd=folder, capture_output=True)
-        subprocess.run(["rm", "-rf", str(tmp)])
+    with measured_project("tp", args.project_dir) as (folder, tmp):
+        project = Project(folder)
+        sql = None
+        try:
+            url_base = dict(line.split("=", 1) for line in (folder / ".env").read_text().splitlines()
+                            if "=" in line).get("URL_BASE", "").strip('"')
+            master = loopback_only(f"{url_base.rstrip('/')}/{project.name}/")
+            schedulers = p.scheduler_urls(httpx.get(master, timeout=60).text)
+            if not schedulers:
+                sys.exit(f"the master page {master} names no scheduler")
+            scheduler = loopback_only(schedulers[0])
+            authenticator = create_account(master, str(os.getpid()))
+            sql = SqlSession(project)
+            for n in curve:
+                figures, problems = one_run(project, sql, tmp, n, args, master, scheduler, authenticator)
+                runs.append(figures)
+                failed += [dict(pr, hosts=n) for pr in problems]
+        finally:
+            if sql:
+                sql.close()
     if args.json:
         print(json.dumps({"runs": runs, "problems": failed[:200]}, indent=2))
     else:

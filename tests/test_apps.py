@@ -269,9 +269,9 @@ def test_a_stopped_project_is_named_not_a_docker_failure():
 
 def test_job_toml_keys_and_types_as_docker_wrapper_reads_them():
     assert dw.check_job_config({}) == "/app"
-    assert dw.check_job_config({"workdir": "/work/", "image_name": "mine", "use_gpu": False, "verbose": 1,
+    assert dw.check_job_config({"workdir": "/job/", "image_name": "mine", "use_gpu": False, "verbose": 1,
                                 "mount": ["./data:/data:ro"], "portmap": ["8080:80"], "build_args": "--pull=false",
-                                "create_args": "--memory 1g", "web_graphics_guest_port": 80}) == "/work"
+                                "create_args": "--memory 1g", "web_graphics_guest_port": 80}) == "/job"
     with pytest.raises(ba.AppError, match="key 'copy_to_container'") as info:
         dw.check_job_config({"copy_to_container": ["x"]})
     assert "workdir" in info.value.advice and "create_args" in info.value.advice

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from boincserver import __version__, paths
-from boincserver.boinc import naming
+from boincserver.boinc import naming, tuning
 from boincserver.errors import InvalidInput, ProjectError
 
 LOCKED = ("project", "boinc_user", "project_root")
@@ -41,6 +41,9 @@ class Settings:
     # Where `build --push` sends the project's images and `up` looks for them before building:
     # host[:port][/path], e.g. ghcr.io/acme ("" for none).
     registry: str = ""
+    # Slots of the scheduler's job array (shared memory, about 66 KB each once filled): the
+    # feeder hands out at most this many jobs a second. Large projects raise it.
+    work_slots: int = tuning.DEFAULT_WORK_SLOTS
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -56,6 +59,10 @@ class Settings:
         if isinstance(self.http_port, bool) or not isinstance(self.http_port, int) \
                 or not 1 <= self.http_port <= 65535:
             raise InvalidInput(f"HTTP port {self.http_port!r} is not valid: use a number from 1 to 65535")
+        try:
+            tuning.check_work_slots(self.work_slots)
+        except tuning.TuningError as exc:
+            raise InvalidInput(str(exc)) from None
         if self.registry:
             from boincserver.registry import check_registry
             object.__setattr__(self, "registry", check_registry(self.registry))
@@ -80,6 +87,7 @@ class Settings:
             "PROJECT_ROOT": self.project_root,
             "URL_BASE": self.url_base,
             "HTTP_PORT": str(self.http_port),
+            "WORK_SLOTS": str(self.work_slots),
         }
 
 

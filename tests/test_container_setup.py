@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from container_fakes import FakeMySQLdb, fake_mounts, install_mysqldb, this_user
 
+from boincserver.boinc import configxml, tuning
 from boincserver.container import common, setup
 from boincserver.container.common import Mounts, Owner
 from boincserver.container.vault import Vault
@@ -51,7 +52,12 @@ class Machine:
         (root / "config.xml").write_text(
             f"<boinc>\n  <config>\n    <master_url>{option('--url_base')}{cmd[-1]}/</master_url>\n"
             f"    <db_passwd>{option('--db_passwd')}</db_passwd>\n    <key_dir>{option('--key_dir')}</key_dir>\n"
-            "  </config>\n</boinc>\n")
+            "  </config>\n  <daemons>\n    <daemon>\n      <cmd>feeder -d 3 </cmd>\n    </daemon>\n"
+            "  </daemons>\n</boinc>\n")
+        (root / "cgi-bin").mkdir()
+        for cgi in ("cgi", "file_upload_handler"):
+            (root / "cgi-bin" / cgi).write_bytes(b"CGI " + cgi.encode())
+            (root / "cgi-bin" / cgi).chmod(0o755)
         (root / "html/project/project.inc").write_text(SAMPLE_PROJECT_INC)
         (root / "html/ops/.htaccess").write_text("AuthType Basic\nAuthUserFile /somewhere/.htpasswd\n")
         (root / "html/user/schedulers.txt").write_text(f"<scheduler>{option('--url_base')}{cmd[-1]}_cgi/cgi</scheduler>\n")
@@ -199,3 +205,52 @@ def test_an_unknown_command_is_refused(mounts, environ):
     err = io.StringIO()
     assert setup.main(["bogus"], mounts=mounts, environ=environ, out=io.BytesIO(), err=err) == setup.FAILED
     assert "unknown command 'bogus'" in err.getvalue()
+
+
+def built_fastcgi(mounts) -> dict[str, bytes]:
+    """BOINC's FastCGI builds in the image's source tree, as the makeproject image has them."""
+    (mounts.boinc_src / "sched").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, program in tuning.FASTCGI_PROGRAMS.items():
+        out[name] = f"FastCGI {program}".encode()
+        (mounts.boinc_src / "sched" / program).write_bytes(out[name])
+    return out
+
+
+def test_every_start_tunes_config_xml_and_puts_fastcgi_under_the_cgi_names(mounts, environ, machine, db, given,
+                                                                           capsys):
+    fastcgi = built_fastcgi(mounts)
+    started(mounts, environ)
+    config = (mounts.project / "config.xml").read_text()
+    assert configxml.get_element(config, "shmem_work_items") == str(tuning.DEFAULT_WORK_SLOTS)
+    assert "<cmd>feeder -d 3 --sleep_interval 1</cmd>" in config
+    for name, content in fastcgi.items():
+        installed = mounts.project / "cgi-bin" / name
+        assert installed.read_bytes() == content
+        assert installed.stat().st_mode & 0o777 == 0o755
+    assert "tuned for throughput: config.xml (work slots 500), cgi-bin/cgi (FastCGI)" in capsys.readouterr().out
+    started(mounts, environ)
+    assert "tuned for throughput" not in capsys.readouterr().out
+    assert (mounts.project / "config.xml").read_text() == config
+
+
+def test_work_slots_come_from_the_environment(mounts, environ, machine, db, given):
+    started(mounts, environ)
+    started(mounts, dict(environ, WORK_SLOTS="2000"))
+    config = (mounts.project / "config.xml").read_text()
+    assert configxml.get_element(config, "shmem_work_items") == "2000"
+    assert configxml.get_element(config, "feeder_query_size") == "4000"
+
+
+def test_bad_work_slots_are_refused_before_anything_changes(mounts, environ, machine, db, given):
+    started(mounts, environ)
+    before = {p: p.read_bytes() for p in mounts.project.rglob("*") if p.is_file()}
+    code, err = start(mounts, dict(environ, WORK_SLOTS="lots", URL_BASE="http://elsewhere.example.org"))
+    assert code == setup.FAILED
+    assert "WORK_SLOTS 'lots' is not valid" in err and "boincserver.toml" in err
+    assert {p: p.read_bytes() for p in mounts.project.rglob("*") if p.is_file()} == before
+
+
+def test_without_fastcgi_builds_the_cgi_programs_stay(mounts, environ, machine, db, given):
+    started(mounts, environ)
+    assert (mounts.project / "cgi-bin/cgi").read_bytes() == b"CGI cgi"

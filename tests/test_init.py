@@ -96,7 +96,8 @@ def test_env_file(made):
     target, _ = made
     env = env_file(target / ".env")
     assert env == {"PROJECT": "demo", "BOINC_USER": "boincadm", "PROJECT_ROOT": "/home/boincadm/project",
-                   "URL_BASE": "http://boinc.example.org:8080", "HTTP_PORT": "8080"}
+                   "URL_BASE": "http://boinc.example.org:8080", "HTTP_PORT": "8080",
+                   "WORK_SLOTS": "500"}
 
 
 def test_settings_file_loads_back(made, settings):

@@ -73,7 +73,17 @@ def test_boolean_port_is_refused():
 def test_env():
     s = Settings(project="demo", url_base="http://a.b:81/", http_port=9000)
     assert s.env() == {"PROJECT": "demo", "BOINC_USER": "boincadm", "PROJECT_ROOT": "/home/boincadm/project",
-                       "URL_BASE": "http://a.b:81", "HTTP_PORT": "9000"}
+                       "URL_BASE": "http://a.b:81", "HTTP_PORT": "9000", "WORK_SLOTS": "500"}
+
+
+@pytest.mark.parametrize("slots", [0, 99, 10_001, True, "500"])
+def test_work_slots_out_of_range_are_refused_with_the_range(slots):
+    with pytest.raises(InvalidInput, match="from 100 to 10000"):
+        Settings(project="demo", work_slots=slots)
+
+
+def test_work_slots_reach_the_env():
+    assert Settings(project="demo", work_slots=2000).env()["WORK_SLOTS"] == "2000"
 
 
 def test_locked_values():

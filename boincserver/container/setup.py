@@ -11,7 +11,8 @@ The job:
    to the BOINC user; puts what the image adds under PROJECT_ROOT (the project's overlay) onto
    the project volume, keeping what the running project made; applies the runtime values
    (URL_BASE and the others) to the files that hold them and to the database rows that store
-   download URLs.
+   download URLs, and the throughput settings (boinc/tuning.py): the job array's size in
+   config.xml and BOINC's FastCGI scheduler and upload handler in cgi-bin.
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from boincserver.boinc import makeproject, naming, substitution
+from boincserver.boinc import makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
 from boincserver.container.common import Mounts, Owner, Refused
 from boincserver.container.vault import Vault
@@ -156,12 +157,46 @@ def update_db_urls(values: dict[str, str], previous_url: str, url: str) -> None:
     log(f"stored download URLs moved from {previous_url} to {url}")
 
 
+def work_slots(environ: dict[str, str]) -> int:
+    """WORK_SLOTS (boincserver.toml's work_slots), checked before anything is changed."""
+    raw = environ.get("WORK_SLOTS") or str(tuning.DEFAULT_WORK_SLOTS)
+    try:
+        return tuning.check_work_slots(int(raw))
+    except (ValueError, tuning.TuningError):
+        raise Refused(f"WORK_SLOTS {raw!r} is not valid: set work_slots in boincserver.toml to a number "
+                      f"from {tuning.MIN_WORK_SLOTS} to {tuning.MAX_WORK_SLOTS} (or fix .env)") from None
+
+
+def tune(mounts: Mounts, slots: int) -> list[str]:
+    """config.xml's job array and feeder, and the FastCGI programs under the CGI names, from
+    this image's BOINC build; what changed."""
+    changed = []
+    config = mounts.project / "config.xml"
+    if common.replace_file(config, tuning.tuned_config(config.read_text(), slots)):
+        changed.append(f"config.xml (work slots {slots})")
+    for name, program in tuning.FASTCGI_PROGRAMS.items():
+        built, installed = mounts.boinc_src / "sched" / program, mounts.project / "cgi-bin" / name
+        if not built.is_file() or not installed.parent.is_dir():
+            continue  # a BOINC built without libfcgi: the CGI programs stay
+        if installed.is_file() and installed.read_bytes() == built.read_bytes():
+            continue
+        stat = installed.stat() if installed.is_file() else installed.parent.stat()
+        tmp = installed.with_name(name + ".boincserver-tmp")
+        shutil.copyfile(built, tmp)
+        os.chown(tmp, stat.st_uid, stat.st_gid)
+        tmp.chmod(0o755)
+        os.replace(tmp, installed)
+        changed.append(f"cgi-bin/{name} (FastCGI)")
+    return changed
+
+
 def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     project = naming.check_project_name(common.required_env(environ, "PROJECT"))
     owner = Owner.named(naming.check_boinc_user(common.required_env(environ, "BOINC_USER")))
     root = Path(naming.check_project_root(common.required_env(environ, "PROJECT_ROOT")))
     url = naming.normalise_url_base(common.required_env(environ, "URL_BASE"))
     host = environ.get("PROJECT_HOST", "boincserver")
+    slots = work_slots(environ)
     restore_overlay(mounts, root)
     locked = {"project": project, "boinc_user": owner.name, "project_root": str(root)}
     exists = check_locked(mounts.project, locked)
@@ -193,6 +228,9 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     changed = substitute_files(mounts.project, values, previous_url)
     if changed:
         log("runtime values written into: " + ", ".join(changed))
+    tuned = tune(mounts, slots)
+    if tuned:
+        log("tuned for throughput: " + ", ".join(tuned))
     update_db_urls(values, previous_url, url)
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")

@@ -158,13 +158,19 @@ def project_folder(root: Path, key_dir: Path | None = None) -> Path:
     (root / "templates").mkdir()
     (root / "results").mkdir()
     (root / "apps" / "up" / "1.00" / "x86_64-pc-linux-gnu").mkdir(parents=True)
-    for name in ("xadd", "update_versions", "stop", "start"):
+    # apache2ctl is Apache's (the apache image has it on PATH); see on_path.
+    for name in ("xadd", "update_versions", "stop", "start", "apache2ctl"):
         script(root / "bin" / name, f"""
             #!/bin/sh
             echo "{name} $*" >> calls.log
             echo "{name} done"
             """)
     return root
+
+
+def on_path(monkeypatch, root: Path) -> None:
+    """The project's fake bin/ first on PATH (for apache2ctl, which the image has there)."""
+    monkeypatch.setenv("PATH", f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 
 def fake_create_work(root: Path) -> Path:

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from container_fakes import install_mysqldb, project_folder
+from container_fakes import on_path, install_mysqldb, project_folder
 from fakes import RecordingEngine
 
 from boincserver import apps, context, pins, project
@@ -651,6 +651,7 @@ def helper(tmp_path, monkeypatch):
     db.sql("INSERT INTO app_version (appid, version_num, platformid, plan_class, deprecated) VALUES "
            "(1, 100, 1, '', 0), (1, 101, 1, 'mt', 0), (1, 102, 1, 'cuda', 1)")
     root = project_folder(tmp_path / "project")
+    on_path(monkeypatch, root)
     monkeypatch.chdir(root)
     return root, db
 

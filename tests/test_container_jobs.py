@@ -9,7 +9,7 @@ import tarfile
 import xml.etree.ElementTree as ET
 
 import pytest
-from container_fakes import fake_create_work, install_mysqldb, project_folder, script
+from container_fakes import on_path, fake_create_work, install_mysqldb, project_folder, script
 
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
@@ -30,6 +30,7 @@ def root(tmp_path, monkeypatch):
     folder = project_folder(tmp_path / "project")
     fake_create_work(folder)
     (folder / "templates" / "up_in").write_text(boinc_apps.input_template(["in"]))
+    on_path(monkeypatch, folder)
     monkeypatch.chdir(folder)  # the bin/ scripts log to ./calls.log, as exec's workdir is PROJECT_ROOT
     return folder
 
@@ -205,7 +206,7 @@ def test_app_install_registers_adds_the_daemons_and_restarts_them(root, db):
     vdir = unpack_version(root)
     got = answer(root, "app-install", "up", daemons_json(), vdir)
     assert got["app"] == 1 and got["daemons_added"] == [d.cmd for d in boinc_apps.app_daemons("up")]
-    assert calls(root) == ["xadd ", "update_versions --noconfirm", "stop ", "start "]
+    assert calls(root) == ["xadd ", "update_versions --noconfirm", "stop ", "start ", "apache2ctl graceful"]
     config = ET.parse(root / "config.xml").getroot()
     assert [d.findtext("cmd").strip() for d in config.find("daemons")] == \
         ["feeder -d 3", "sample_trivial_validator --app up", "sample_assimilator --app up"]
@@ -213,7 +214,7 @@ def test_app_install_registers_adds_the_daemons_and_restarts_them(root, db):
     # Once there, the daemons are neither added again nor restarted.
     (root / "calls.log").unlink()
     assert answer(root, "app-install", "up", daemons_json(), vdir)["daemons_added"] == []
-    assert calls(root) == ["xadd ", "update_versions --noconfirm"]
+    assert calls(root) == ["xadd ", "update_versions --noconfirm", "apache2ctl graceful"]
 
 
 def test_app_install_into_a_config_without_daemons_makes_the_section(root, db):

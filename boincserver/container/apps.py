@@ -61,6 +61,17 @@ def write_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Apache's graceful restart ends its FastCGI processes (the scheduler and the upload handler),
+# which read config.xml and plan_class_spec.xml only when they start (boinc/tuning.py).
+RECYCLE_FASTCGI = ["apache2ctl", "graceful"]
+
+
+def recycle_fastcgi(project: ProjectFolder) -> None:
+    done = common.run_command(RECYCLE_FASTCGI, cwd=project.root)
+    if done.returncode != 0:
+        raise common.failure(RECYCLE_FASTCGI, done)
+
+
 def restart_daemons(project: ProjectFolder, wait: float = RESTART_WAIT, pause: float = 1.0) -> None:
     """bin/stop, then bin/start. bin/start refuses while another bin/start holds its lock
     (the container's own start sleeps 5 s after forking the daemons, and the cron job runs it
@@ -124,6 +135,7 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
     common.replace_file(config, new_text)
     if added:
         restart_daemons(project)
+    recycle_fastcgi(project)
     out["app"] = app_row(project.cursor(), name)[0]
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import urllib.request
 
 
@@ -262,3 +263,43 @@ def test_exec_logs_and_shell_reach_the_services(stack: Stack):
     done = subprocess.run([*CLI, "shell"], cwd=stack.dir,
                           input="echo inside-$(hostname)\n", capture_output=True, text=True, timeout=60)
     assert "inside-boincserver" in done.stdout
+
+
+def serving_pids(stack: Stack, program: str) -> set[str]:
+    return set(apache_sh(stack.dir, f"pgrep -f 'cgi-bin/{program}$' || true").split())
+
+
+def test_scheduler_and_upload_handler_are_fastcgi_processes_that_serve_many_requests(stack: Stack):
+    # A plain CGI exits after its reply; BOINC's FastCGI builds under mod_fcgid stay and
+    # serve the next request (boinc/tuning.py).
+    for _ in range(3):
+        status, reply = get(f"{stack.local}/{stack.project}_cgi/cgi")
+        assert status == 200 and "<scheduler_reply>" in reply
+    first = serving_pids(stack, "cgi")
+    assert first, "no scheduler process stayed after its requests"
+    get(f"{stack.local}/{stack.project}_cgi/cgi")
+    assert serving_pids(stack, "cgi") & first, "the next request was not served by a process that stayed"
+    status, reply = get(f"{stack.local}/{stack.project}_cgi/file_upload_handler")
+    assert status == 200 and "<data_server_reply>" in reply
+    assert serving_pids(stack, "file_upload_handler")
+
+
+def test_work_slots_size_the_feeders_job_array(stack: Stack):
+    assert config_value(stack, "shmem_work_items") == "500"
+    settings = stack.dir / "boincserver.toml"
+    text = settings.read_text()
+    assert "work_slots = 500" in text
+    try:
+        settings.write_text(text.replace("work_slots = 500", "work_slots = 640"))
+        run_cli("up", cwd=stack.dir)
+        assert config_value(stack, "shmem_work_items") == "640"
+        assert config_value(stack, "feeder_query_size") == "1280"
+        deadline = time.monotonic() + 60  # the daemons start beside Apache, a moment later
+        while "Using 640 job slots" not in apache_sh(stack.dir, "cat $PROJECT_ROOT/log_*/feeder.log"):
+            assert time.monotonic() < deadline, "the feeder did not start with 640 job slots"
+            time.sleep(2)
+        assert "<cmd>feeder -d 3 --sleep_interval 1</cmd>" in apache_sh(stack.dir, "cat $PROJECT_ROOT/config.xml")
+    finally:
+        settings.write_text(text)
+        run_cli("up", cwd=stack.dir)
+    assert config_value(stack, "shmem_work_items") == "500"

@@ -15,7 +15,7 @@ the uppercase example app, and times, side by side in one run:
 then the peak RSS of the boincserver process for N and for --big jobs (default 100,000). The
 BOINC daemons are stopped while it measures (creating jobs needs none of them, and the
 transitioner working through earlier jobs would skew later figures), started again after.
-Targets from the issue: >= 1,000 jobs/s end to end, >= 75x (a), >= 10% of (b).
+Targets: >= 1,000 jobs/s end to end, >= 75x (a), >= 75% of (b) (issue 11).
 """
 
 from __future__ import annotations
@@ -39,10 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from boincserver.boinc import jobs as bj  # noqa: E402
 
 CLI = [sys.executable, "-m", "boincserver"]
-# Runs the CLI in this process' child and reports its own peak RSS (not docker's) at exit.
-RSS_RUNNER = ("import atexit, resource, sys\n"
-              "atexit.register(lambda: sys.stderr.write('\\nPEAK_RSS_KB %d\\n' % "
-              "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+# Runs the CLI in this process' child and reports its own peak RSS (not docker's) at exit:
+# VmHWM, the high-water mark of its own memory. Not getrusage's ru_maxrss: Linux carries the
+# peak of the memory replaced by exec into it, and Python starts children by vfork, so that
+# was this bench's own peak (the ceiling's staging tar: 220 MB "at 100,000 jobs").
+RSS_RUNNER = ("import atexit, sys\n"
+              "def peak():\n"
+              "    with open('/proc/self/status') as f:\n"
+              "        kb = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))\n"
+              "    sys.stderr.write('\\nPEAK_RSS_KB %d\\n' % kb)\n"
+              "atexit.register(peak)\n"
               "sys.argv = ['boincserver'] + sys.argv[1:]\n"
               "from boincserver.commands.cli import main\nmain()\n")
 
@@ -110,6 +116,7 @@ def make_inputs(folder: Path, n: int, tag: str) -> Path:
     """n files of 1 KB, each its own content, and a jobs file naming them."""
     folder.mkdir(parents=True)
     with open(folder / "jobs.txt", "w") as jobs:
+        jobs.write(f"# {tag}\n")  # job names follow the file's content: new ones each run
         for i in range(n):
             head = f"{tag} job {i}\n".encode()
             (folder / f"{i}.txt").write_bytes(head + b"x" * (1023 - len(head)) + b"\n")
@@ -229,7 +236,7 @@ def main() -> int:
     print(f"  (a) one compose exec per create_work ({args.per_exec}) {figures['per_exec_jobs_per_s']:9.1f} jobs/s")
     print(f"  (b) create_work --stdin in the container {figures['ceiling_jobs_per_s']:9.0f} jobs/s  (ceiling)")
     print(f"  boincserver / (a)                         {figures['vs_per_exec']:9.0f} x   (target >= 75 x)")
-    print(f"  boincserver / (b)                         {figures['of_ceiling'] * 100:9.0f} %   (target >= 10 %)")
+    print(f"  boincserver / (b)                         {figures['of_ceiling'] * 100:9.0f} %   (target >= 75 %)")
     print(f"  peak RSS of boincserver, {n} jobs        {figures[f'peak_rss_mb_{n}']:9.1f} MB")
     if args.big:
         how = "dry run: parse, check, pack" if args.big_dry_run else "submitted"

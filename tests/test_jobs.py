@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import itertools
+import re
 import tarfile
 from pathlib import Path
 
@@ -60,6 +61,31 @@ def test_parse_jobs_numbers_lines_from_one_and_is_lazy():
     assert [(type(i).__name__, i.lineno) for i in items] == [("Job", 3), ("LineError", 4), ("Job", 5)]
     endless = (f"f{i}\n" for i in itertools.count())
     assert next(bj.parse_jobs(endless)).files == ["f0"]  # never reads the whole input
+
+
+@pytest.mark.parametrize("line, plain", [
+    ("a.txt b.txt", True), ("--wu-name j1 --priority 3 in\tsecond", True), ("--command-line=-n in", True),
+    ("x#y", False), ("x # y", False), ("a\\ b", False), ("'a b' c", False), ('say "hi" x', False),
+    ("a\xa0b c", False), ("a\x0bb c", False),
+])
+def test_lines_without_quotes_split_at_blanks_as_shlex_splits_them(line, plain, monkeypatch):
+    assert bool(bj.PLAIN_LINE.fullmatch(line)) == plain
+    fast = bj.parse_line(line, 1)
+    monkeypatch.setattr(bj, "PLAIN_LINE", re.compile("(?!)"))  # every line through shlex
+    assert fast == bj.parse_line(line, 1)
+
+
+def test_staged_inputs_go_to_create_work_as_remote_files():
+    a, b = bj.staged_name("a" * 32), bj.staged_name("b" * 32)
+    known = {a: ("http://h/p/download/1f/" + a, 1024)}.get
+    line = bj.stdin_line("j1", [a, b, "other"], "-n 3", 2)
+    assert bj.with_remote_files(line, known) == (
+        f'--wu_name j1 --command_line "-n 3" --priority 2 --remote_file http://h/p/download/1f/{a} 1024 {"a" * 32} '
+        f"{b} other")
+    assert bj.with_remote_files(f"--wu_name j1 --command_line {a} {a}", known).startswith(
+        f"--wu_name j1 --command_line {a} --remote_file")  # a value is not an input
+    for untouched in (f"--wu_name j1 --target_nresults 2 {a}", f"--wu_name j1 {a} --priority 1", f"-x {a}"):
+        assert bj.with_remote_files(untouched, known) == untouched
 
 
 def test_stdin_lines_quote_for_create_work():

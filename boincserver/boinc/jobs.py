@@ -12,6 +12,11 @@ server_release 1.6.2's tools/create_work.cpp:
   uldl_dir_fanout.
 - Workunit names are unique in the database; without --wu_name create_work makes one up.
 
+A line may also give an input as `--remote_file URL NBYTES MD5`: create_work then names it
+jf_<MD5> and writes the same <file_info> (url, md5_cksum, nbytes) without opening the file
+(process_input_template.cpp); for a file in the download hierarchy it is the same job, made
+without hashing the file again nor writing its FILE.md5 cache (config.xml's cache_md5_info).
+
 The jobs file of `boincserver submit` is that per-line format with the local files' paths,
 plus blank lines and # comments; options may also be written with '-' (--wu-name). A job
 may name its own templates (--wu_template, --result_template on its line): create_work
@@ -33,6 +38,10 @@ LINE_MAX = 4095
 WORDS_MAX = 100
 WU_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 STAGED_PREFIX = "jf_"
+STAGED_NAME = re.compile(STAGED_PREFIX + "[0-9a-f]{32}")
+# A jobs-file line without quotes, backslashes or '#': shlex would split it at its blanks, as
+# str.split does (ten times faster; most lines of a big jobs file are like that).
+PLAIN_LINE = re.compile(r"[^\s'\"\\#]+(?:[ \t]+[^\s'\"\\#]+)*")
 
 # create_work options that apply to all jobs of one run, with their types.
 CREATE_WORK_OPTIONS = {
@@ -114,10 +123,13 @@ def parse_line(text: str, lineno: int = 0) -> Job | None:
     stripped = text.strip()
     if not stripped or stripped.startswith("#"):
         return None
-    try:
-        words = shlex.split(stripped, comments=True)
-    except ValueError as exc:
-        raise JobsError(f"cannot split the line ({exc}): close the quotes") from None
+    if PLAIN_LINE.fullmatch(stripped):
+        words = stripped.split()
+    else:
+        try:
+            words = shlex.split(stripped, comments=True)
+        except ValueError as exc:
+            raise JobsError(f"cannot split the line ({exc}): close the quotes") from None
     if not words:
         return None
     job = Job(files=[], lineno=lineno)
@@ -254,6 +266,41 @@ def create_work_command(app: str, option_args: list[str], batch: int | None = No
     """One create_work run that reads its jobs, one line each, from standard input."""
     return ["bin/create_work", "--appname", app] + (["--batch", str(batch)] if batch else []) \
         + list(option_args) + ["--stdin"]
+
+
+# The options of a --stdin line and how many values each takes (create_work.cpp's
+# JOB_DESC::parse_stdin_line, which takes -NAME or --NAME); every other word is an input.
+STDIN_LINE_OPTIONS = {"command_line": 1, "wu_name": 1, "wu_template": 1, "result_template": 1,
+                      "remote_file": 3, "target_host": 1, "target_user": 1, "priority": 1}
+# A word as lib/str_util.cpp's parse_command_line reads it: '...' or "..." (no escapes; the
+# closing quote ends the word), else up to the next blank.
+_CREATE_WORK_WORD = re.compile(r"'[^']*'?|\"[^\"]*\"?|\S+")
+
+
+def remote_file_words(url: str, nbytes: int, md5_hex: str) -> list[str]:
+    """An input given by where clients fetch it, its size and its md5 (create_work names it
+    jf_<md5>, see staged_name)."""
+    return ["--remote_file", url, str(nbytes), md5_hex]
+
+
+def with_remote_files(line: str, described) -> str:
+    """A stdin line (as stdin_line makes them: options, then the inputs) with each staged
+    input that `described(name)` knows, as (url, nbytes), given as --remote_file: the same job,
+    for which create_work reads nothing. Any other line comes back as it is."""
+    words = _CREATE_WORK_WORD.findall(line)
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        arity = STDIN_LINE_OPTIONS.get(words[i][2:] if words[i].startswith("--") else words[i][1:])
+        if arity is None:
+            return line
+        i += 1 + arity
+    out = words[:i]
+    for name in words[i:]:
+        if name.startswith("-"):
+            return line  # an option after an input: not a line of stdin_line
+        found = described(name) if STAGED_NAME.fullmatch(name) else None
+        out += remote_file_words(found[0], found[1], name[len(STAGED_PREFIX):]) if found else [name]
+    return " ".join(out)
 
 
 def stdin_line_wu_name(line: str) -> str:

@@ -16,6 +16,12 @@ cores, each container's CPU seconds and peak memory (docker stats), and the apac
 CPU by process. Then the exactly-once check (boinc.database.delivery_problems) over the
 database and the results folder: a run that lost or duplicated anything prints what and exits
 non-zero. Traffic goes to loopback addresses only.
+
+--fault kill-apache / restart-mysql (bench/throughput_faults.py) crashes the apache container
+or restarts MariaDB during each run; hosts back off and retry as BOINC's client does
+(bench/throughput_hosts.py), the run must drain and pass the same check. Printed per fault:
+the seconds until the container ran again, a scheduler reply was good, work was handed out and
+a job was assimilated, and what hosts saw (errors by kind, retries, resent reports, outages).
 """
 
 from __future__ import annotations
@@ -23,16 +29,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import ipaddress
 import json
 import os
-import random
 import resource
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,174 +44,10 @@ import httpx  # noqa: E402
 from boincserver.boinc import database as db  # noqa: E402
 from boincserver.boinc import protocol as p  # noqa: E402
 from jobs import CLI, Project, measured_project, run  # noqa: E402
+from throughput_faults import Fault, plan  # noqa: E402
+from throughput_hosts import Recorder, SimulatedHost, create_account, loopback_only  # noqa: E402
 from throughput_monitor import (Monitor, ProcessAccounting, SqlSession, container_cpu,  # noqa: E402
                                 containers_of, percentile, process_cpu, steady_rate)
-
-
-
-def loopback_only(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        sys.exit(f"refusing to send load to {url}: only loopback addresses are load-tested")
-    return url
-
-
-class Recorder:
-    """What the hosts saw: latencies, what they were given, reported and had acknowledged."""
-
-    def __init__(self):
-        self.rpc_ms: list[float] = []
-        self.upload_ms: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.given: set[str] = set()
-        self.given_twice: set[str] = set()
-        self.reported: set[str] = set()
-        self.acked: set[str] = set()
-        self.uploaded: dict[str, dict[str, str]] = {}
-        self.tasks = 0
-        self.rpcs_with_work = 0
-        self.capture: Path | None = None
-
-    def keep(self, name: str, body: bytes) -> None:
-        """The first reply of a kind, as a test fixture (--capture)."""
-        if self.capture and not (self.capture / name).exists():
-            self.capture.mkdir(parents=True, exist_ok=True)
-            (self.capture / name).write_bytes(body)
-
-    def error(self, what: str) -> None:
-        self.errors[what] = self.errors.get(what, 0) + 1
-
-
-class SimulatedHost:
-    def __init__(self, i: int, tag: str, authenticator: str, args):
-        self.host = p.Host(host_cpid=p.host_cpid(f"{tag}-{i}"), domain_name=f"sim-{tag}-{i}",
-                           p_ncpus=args.ncpus)
-        self.authenticator = authenticator
-        self.hostid = 0
-        self.seqno = 0
-        self.finished: dict[str, p.FinishedTask] = {}
-        self.args = args
-        self.cpus = asyncio.Semaphore(args.ncpus)
-        self.transfers = asyncio.Semaphore(2)
-
-    async def post(self, client: httpx.AsyncClient, url: str, body: bytes, times: list[float],
-                   rec: Recorder, what: str) -> bytes | None:
-        started = time.perf_counter()
-        try:
-            r = await client.post(url, content=body, headers={"Content-Type": "text/xml"})
-        except httpx.HTTPError as exc:
-            rec.error(f"{what}: {type(exc).__name__}")
-            return None
-        times.append((time.perf_counter() - started) * 1000)
-        if r.status_code != 200:
-            rec.error(f"{what}: HTTP {r.status_code}")
-            return None
-        return r.content
-
-    async def upload(self, client, task: p.Task, reply: p.SchedulerReply, rec: Recorder) -> p.FinishedTask | None:
-        outputs, sums = [], {}
-        for name, open_name in zip(task.outputs, task.open_names or task.outputs):
-            spec = reply.uploads.get(name)
-            if spec is None:
-                rec.error("reply: output without an upload URL")
-                return None
-            # What uc2 would write: its input in upper case; here the job's name, so each differs.
-            data = (f"{task.wu_name} {open_name}\n".upper() * self.args.output_repeat).encode()
-            for attempt in range(5):
-                body = await self.post(client, loopback_only(spec.upload_urls[0]), p.upload_request(spec, data),
-                                       rec.upload_ms, rec, "upload")
-                answer = p.parse_upload_reply(body) if body else None
-                if answer and answer.ok:
-                    rec.keep("upload_reply.xml", body)
-                    break
-                if answer and not answer.transient:
-                    rec.error(f"upload refused: {answer.message}")
-                    return None
-                await asyncio.sleep(1 + attempt)
-            else:
-                rec.error("upload: gave up after 5 tries")
-                return None
-            md5 = hashlib.md5(data).hexdigest()
-            outputs.append(p.OutputFile(name, len(data), spec.max_nbytes, md5))
-            sums[open_name] = md5
-        rec.uploaded[task.name] = sums
-        return p.FinishedTask(task.name, tuple(outputs), cpu_time=self.args.compute,
-                              elapsed_time=self.args.compute, version_num=task.version_num,
-                              platform=task.platform or p.PLATFORM)
-
-    async def loop(self, client, scheduler: str, rec: Recorder, done: asyncio.Event) -> None:
-        while not done.is_set():
-            finished = list(self.finished.values())
-            body = p.scheduler_request(self.authenticator, self.host, self.hostid, self.seqno,
-                                       work_req_seconds=self.args.work_req, cpu_req_instances=self.host.p_ncpus,
-                                       finished=finished)
-            sent = time.monotonic()
-            answer = await self.post(client, scheduler, body, rec.rpc_ms, rec, "scheduler")
-            reply = None
-            if answer is not None:
-                try:
-                    reply = p.parse_scheduler_reply(answer)
-                except p.ProtocolError:
-                    rec.error("scheduler: not a reply")
-            if reply is None:
-                await self.idle(done, 2.0)
-                continue
-            if reply.tasks:
-                rec.keep("scheduler_reply_work.xml", answer)
-            if reply.acked:
-                rec.keep("scheduler_reply_report.xml", answer)
-            self.seqno += 1
-            if reply.hostid:
-                self.hostid = reply.hostid
-            rec.reported.update(t.name for t in finished)
-            for name in reply.acked:
-                rec.acked.add(name)
-                self.finished.pop(name, None)
-            if reply.tasks:
-                rec.rpcs_with_work += 1
-            for task in reply.tasks:
-                rec.tasks += 1
-                (rec.given_twice if task.name in rec.given else rec.given).add(task.name)
-            # Tasks run p_ncpus at a time and upload two files at a time (the client's
-            # default max_file_xfers_per_project); all are reported in the next RPC.
-            for result in await asyncio.gather(*(self.run_task(client, t, reply, rec) for t in reply.tasks)):
-                if result:
-                    self.finished[result.name] = result
-            if not reply.tasks:
-                # Nothing to do: ask again later (a real client backs off far longer).
-                await self.idle(done, max(self.args.idle, min(reply.request_delay, 10.0)), jitter=True)
-            elif reply.request_delay:
-                # The client's min_rpc_time: no RPC before request_delay has passed, not even
-                # to report (config.xml's min_sendwork_interval sets it).
-                await self.idle(done, reply.request_delay - (time.monotonic() - sent))
-
-    async def run_task(self, client, task: p.Task, reply: p.SchedulerReply, rec: Recorder) -> p.FinishedTask | None:
-        if self.args.compute:
-            async with self.cpus:
-                await asyncio.sleep(self.args.compute)
-        async with self.transfers:
-            return await self.upload(client, task, reply, rec)
-
-    async def idle(self, done: asyncio.Event, seconds: float, jitter: bool = False) -> None:
-        if seconds <= 0:
-            return
-        try:
-            await asyncio.wait_for(done.wait(), seconds * (random.uniform(1.0, 1.5) if jitter else 1.0))
-        except asyncio.TimeoutError:
-            pass
-
-
-def create_account(master: str, tag: str) -> str:
-    r = httpx.get(master + p.CREATE_ACCOUNT_PAGE, timeout=60,
-                  params=p.create_account_params(f"bench-{tag}@example.org", f"pw-{tag}", f"bench {tag}"))
-    auth = p.account_authenticator(r.text)
-    if not auth:
-        sys.exit(f"create_account failed: {r.text[:300]}")
-    return auth
 
 
 def submit(project: Project, tmp: Path, jobs: int, tag: str) -> tuple[int, list[str]]:
@@ -226,9 +64,10 @@ def submit(project: Project, tmp: Path, jobs: int, tag: str) -> tuple[int, list[
 
 
 def exactly_once(project: Project, sql: SqlSession, batch: int, names: list[str], rec: Recorder) -> list[dict]:
-    workunits = [(int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4])) for r in sql.rows(db.BATCH_WORKUNITS, (batch,))]
+    workunits = [(int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]))
+                 for r in sql.rows(db.BATCH_WORKUNITS, (batch,), patience=60)]
     results = [(int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
-               for r in sql.rows(db.BATCH_RESULTS, (batch,))]
+               for r in sql.rows(db.BATCH_RESULTS, (batch,), patience=60)]
     listing = project.apache(f"cd results 2>/dev/null && [ -d {batch} ] && find {batch} -type f -exec md5sum {{}} + || true")
     outputs = {path: md5 for md5, path in (line.split(None, 1) for line in listing.splitlines() if line.strip())}
     return db.delivery_problems(names, workunits, results, batch, outputs, rec.uploaded, rec.reported,
@@ -236,30 +75,48 @@ def exactly_once(project: Project, sql: SqlSession, batch: int, names: list[str]
 
 
 async def drive(n: int, tag: str, scheduler: str, authenticator: str, args, monitor: Monitor, jobs: int,
-                rec: Recorder) -> float:
-    """Run the hosts until every job is assimilated (or the run stalls or times out)."""
-    done = asyncio.Event()
+                rec: Recorder, faults: list[Fault], containers: dict[str, str]) -> float:
+    """Run the hosts until every job is assimilated (or the run stalls or times out), doing
+    each fault when it is due (one at a time, the next once the last container is back); then
+    let hosts report what is not yet acknowledged (--drain seconds at most)."""
+    done, draining = asyncio.Event(), asyncio.Event()
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n if args.keepalive else 0)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
         hosts = [SimulatedHost(i, tag, authenticator, args) for i in range(n)]
-        tasks = [asyncio.create_task(h.loop(client, scheduler, rec, done)) for h in hosts]
+        tasks = [asyncio.create_task(h.loop(client, scheduler, rec, done, draining)) for h in hosts]
         started = time.monotonic()
         last_change, last = started, -1
+        pending, striking = list(faults), None
         while True:
             await asyncio.sleep(0.5)
             count = monitor.samples[-1][1] if monitor.samples else 0
             now = time.monotonic()
             if count != last:
                 last, last_change = count, now
-            if count >= jobs:
+            if striking and striking.done():
+                striking = None
+            if pending and not striking and pending[0].due(now - started, count, jobs):
+                fault = pending.pop(0)
+                fault.at_assimilated = count
+                print(f"  fault: {fault.kind} at {now - started:.0f} s, {count}/{jobs} assimilated", file=sys.stderr)
+                striking = asyncio.create_task(asyncio.to_thread(fault.strike, containers[fault.service],
+                                                                  lambda: rec.in_flight > 0))
+            if count >= jobs and not pending and not striking:
                 break
             if now - last_change > args.stall or now - started > args.timeout:
                 print(f"  stopped: {count}/{jobs} assimilated, no progress for {now - last_change:.0f} s",
                       file=sys.stderr)
                 break
+        if striking:
+            await striking
+        wall = time.monotonic() - started
+        draining.set()
+        _, still = await asyncio.wait(tasks, timeout=args.drain)
+        if still:
+            print(f"  {len(still)} hosts still had reports unacknowledged after {args.drain:.0f} s", file=sys.stderr)
         done.set()
         await asyncio.gather(*tasks)
-        return time.monotonic() - started
+        return wall
 
 
 def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: str, scheduler: str,
@@ -273,11 +130,13 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
     self_before, children_before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     rec = Recorder()
     rec.capture = args.capture
+    faults = plan(args.fault, args.fault_at)
     monitor.start()
     print(f"{n} hosts: running ...", file=sys.stderr)
     accounting = ProcessAccounting(tmp) if args.acct else contextlib.nullcontext()
+    started = time.monotonic()
     with accounting:
-        wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec))
+        wall = asyncio.run(drive(n, tag, scheduler, authenticator, args, monitor, args.jobs, rec, faults, containers))
     monitor.stop.set()
     monitor.join()
     self_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -289,7 +148,10 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
     monitor_cpu = ((children_after.ru_utime + children_after.ru_stime)
                    - (children_before.ru_utime + children_before.ru_stime))
     done = monitor.samples[-1][1] if monitor.samples else 0
-    apache_by_process = {k: round(procs_after.get(k, 0.0) - procs_before.get(k, 0.0), 1) for k in procs_after}
+    # A restarted container starts its CPU counters again: its figures would be wrong.
+    restarted = {f.service for f in faults if f.after}
+    apache_by_process = {k: round(procs_after.get(k, 0.0) - procs_before.get(k, 0.0), 1) for k in procs_after
+                         if "apache" not in restarted}
     figures = {
         "hosts": n, "jobs": args.jobs, "batch": batch, "assimilated": done,
         "completed_per_s": round(steady_rate(monitor.samples, args.jobs), 1),
@@ -301,11 +163,16 @@ def one_run(project: Project, sql: SqlSession, tmp: Path, n: int, args, master: 
         "upload_p99_ms": round(percentile(rec.upload_ms, 99), 1),
         "generator_cpu_share": round(generator_cpu / (wall * (os.cpu_count() or 1)), 3),
         "generator_cpu_s": round(generator_cpu, 1), "monitor_cpu_s": round(monitor_cpu, 1),
-        "container_cpu_s": {k: round(cpu_after.get(k, 0.0) - v, 1) for k, v in cpu_before.items()},
+        "container_cpu_s": {k: round(cpu_after.get(k, 0.0) - v, 1) for k, v in cpu_before.items() if k not in restarted},
         "apache_cpu_by_process_s": {k: v for k, v in sorted(apache_by_process.items(), key=lambda kv: -kv[1]) if v >= 0.1},
         "peak_memory_mb": {k: round(v) for k, v in monitor.peak_mb.items()},
-        "errors": rec.errors,
+        "errors": rec.errors, "host_view": rec.host_view(),
     }
+    if faults:
+        now = time.monotonic()
+        ends = [f.at or now for f in faults[1:]] + [now]
+        figures["faults"] = [f.figures(started, rec.events, monitor.progress_after(f.at, f.at_assimilated), end)
+                             for f, end in zip(faults, ends)]
     if args.acct:
         # Programs that ran and exited during the run, machine-wide, most CPU first.
         exited = sorted(accounting.cpu_by_command().items(), key=lambda kv: -kv[1][1])[:12]
@@ -332,8 +199,23 @@ def main() -> int:
                         help="count exited processes' CPU (the CGIs) with the kernel's process accounting (root)")
     parser.add_argument("--capture", type=Path, help="keep the first replies of each kind in this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND",
+                        help="during each run: kill-apache (kill -9 of the container, as root) or restart-mysql; "
+                             "may be given twice")
+    parser.add_argument("--fault-at", action="append", default=[], metavar="WHEN",
+                        help="when each --fault comes: seconds after the hosts start (15) or a share of the jobs "
+                             "assimilated (30%%); default 30%%, then 60%%")
+    parser.add_argument("--backoff", type=float, default=1.0,
+                        help="a host's wait after its first failure, doubled for each next one (the client's: 60 s)")
+    parser.add_argument("--backoff-max", type=float, default=30.0, help="a host's longest wait after failures")
+    parser.add_argument("--drain", type=float, default=60.0,
+                        help="seconds hosts may take to report what is unacknowledged once all jobs are done")
     args = parser.parse_args()
     curve = [int(x) for x in args.hosts.split(",")]
+    try:
+        plan(args.fault, args.fault_at)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     runs, failed = [], []
     with measured_project("tp", args.project_dir) as (folder, tmp):
@@ -364,8 +246,12 @@ def main() -> int:
         print(f"\nexactly-once check FAILED: {len(failed)} problems", file=sys.stderr)
         for pr in failed[:50]:
             print(f"  [{pr['hosts']} hosts] {pr['kind']}: {pr['job']}: {pr['what']}", file=sys.stderr)
-        return 1
-    return 0
+    # A fault run whose fault did not happen proves nothing.
+    missed = [f"{r['hosts']} hosts: {f['kind']}: {f['error'] or 'not done'}" for r in runs for f in r.get("faults", [])
+              if f["error"] or not f["started_at_after"]]
+    for line in missed:
+        print(f"fault FAILED: {line}", file=sys.stderr)
+    return 1 if failed or missed else 0
 
 
 def print_figures(runs: list[dict], args) -> None:
@@ -385,7 +271,13 @@ def print_figures(runs: list[dict], args) -> None:
             print("    exited processes (process accounting): "
                   + ", ".join(f"{k} {v['processes']}x {v['cpu_s']} s" for k, v in r["exited_cpu_s"].items()))
         if r["errors"]:
-            print(f"    errors seen by hosts: {r['errors']}")
+            print(f"    errors seen by hosts: {r['errors']}; {r['host_view']}")
+        for f in r.get("faults", []):
+            print(f"    {f['kind']} at {f['at_s']} s ({f['at_assimilated']} assimilated), seconds after it until: "
+                  f"container back {f['container_back_s']}, a good RPC {f['first_good_rpc_s']}, work "
+                  f"{f['first_work_s']} (then at most {f['longest_work_gap_s']} s without), a job assimilated "
+                  f"{f['first_assimilated_s']}; hosts saw {f['host_errors']} "
+                  f"errors, longest outage {f['longest_host_outage_s']} s {f['error']}")
 
 
 if __name__ == "__main__":

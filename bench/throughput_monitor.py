@@ -6,6 +6,7 @@ the CGIs among them, from the kernel's process accounting.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -39,30 +40,53 @@ def steady_rate(samples: list[tuple[float, int]], total: int, low: float = 0.1, 
 
 
 class SqlSession:
-    """One mariadb client in the mysql container, fed statements through its stdin."""
+    """One mariadb client in the mysql container, fed statements through its stdin. When it
+    ends (MariaDB or its container restarted), the next statement starts a new one."""
 
     END = "__end_of_answer__"
 
     def __init__(self, project: Project):
-        self.proc = subprocess.Popen(["docker", "compose", "exec", "-T", "mysql", "mariadb", "-N", "-B", "-n",
-                                      project.name], cwd=project.dir, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.project = project
         self.lock = threading.Lock()
+        self.proc = self.open()
 
-    def rows(self, statement: str, args: tuple = ()) -> list[list[str]]:
-        sql = statement % tuple(int(a) for a in args)  # only ids here: no quoting needed
+    def open(self) -> subprocess.Popen:
+        return subprocess.Popen(["docker", "compose", "exec", "-T", "mysql", "mariadb", "-N", "-B", "-n",
+                                 self.project.name], cwd=self.project.dir, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def rows(self, statement: str, args: tuple = (), patience: float = 0.0) -> list[list[str]]:
+        """The statement's rows; tried again each second for `patience` seconds if MariaDB is away."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self.ask(statement % tuple(int(a) for a in args))  # only ids: no quoting needed
+            except RuntimeError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
+    def ask(self, sql: str) -> list[list[str]]:
         with self.lock:
-            self.proc.stdin.write(f"{sql};\nSELECT '{self.END}';\n")
-            self.proc.stdin.flush()
-            out = []
-            for line in self.proc.stdout:
-                if line.rstrip("\n") == self.END:
-                    return out
-                out.append(line.rstrip("\n").split("\t"))
+            if self.proc.poll() is not None:
+                self.proc = self.open()
+            try:
+                self.proc.stdin.write(f"{sql};\nSELECT '{self.END}';\n")
+                self.proc.stdin.flush()
+                out = []
+                for line in self.proc.stdout:
+                    if line.rstrip("\n") == self.END:
+                        return out
+                    out.append(line.rstrip("\n").split("\t"))
+            except OSError:
+                pass
+            self.proc.kill()
+            self.proc.wait()
         raise RuntimeError("the mariadb session ended")
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
         self.proc.wait(timeout=30)
 
 
@@ -91,11 +115,18 @@ class Monitor(threading.Thread):
             name = names.get(cid[:12], cid)
             self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), mb)
 
+    def progress_after(self, when: float, count: int) -> float | None:
+        """The time of the first sample after `when` with more than `count` jobs assimilated."""
+        return next((t for t, c in self.samples if t > when and c > count), None)
+
     def run(self) -> None:
         next_stats = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
-            self.samples.append((now, self.assimilated()))
+            try:
+                self.samples.append((now, self.assimilated()))
+            except RuntimeError:
+                pass  # MariaDB is away (a fault): no sample this second
             if now >= next_stats:
                 self.sample_memory()
                 next_stats = time.monotonic() + self.stats_every

@@ -52,3 +52,101 @@ def test_process_accounting_records(tmp_path):
     acct.path.write_bytes(record * 2 + other)
     assert acct.RECORD.size == 64
     assert acct.cpu_by_command() == {"cgi": (2, 1.0)}
+
+
+# -- faults: what hosts do on errors, and when a fault comes --------------------------------
+import asyncio  # noqa: E402
+import re  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import httpx  # noqa: E402
+import throughput_faults  # noqa: E402  (bench/ is on sys.path once throughput.py is loaded)
+import throughput_hosts  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "protocol"
+DOWN = (b"<scheduler_reply>\n<message priority=\"low\">Server can't open database</message>\n"
+        b"<request_delay>3600</request_delay>\n<project_is_down/>\n</scheduler_reply>\n")
+
+
+def test_backoff_doubles_from_the_base_up_to_the_cap_with_the_clients_jitter():
+    for n in range(1, 8):
+        for _ in range(50):
+            wait = throughput_hosts.backoff(n, 1.0, 30.0)
+            assert min(30.0, 2.0 ** n) * 0.5 <= wait <= min(30.0, 2.0 ** n)
+
+
+def test_fault_plan_and_when_faults_come():
+    assert throughput_faults.parse_fault_at("15") == ("seconds", 15.0)
+    assert throughput_faults.parse_fault_at("2.5s") == ("seconds", 2.5)
+    assert throughput_faults.parse_fault_at("30%") == ("fraction", 0.3)
+    for bad in ("soon", "-3", "100%", "150%"):
+        with pytest.raises(ValueError):
+            throughput_faults.parse_fault_at(bad)
+    first, second = throughput_faults.plan(["kill-apache", "restart-mysql"], [])
+    assert (first.service, first.when, first.value) == ("apache", "fraction", 0.3)
+    assert (second.service, second.when, second.value) == ("mysql", "fraction", 0.6)
+    assert not first.due(100.0, 299, 1000) and first.due(0.0, 300, 1000)
+    (timed,) = throughput_faults.plan(["restart-mysql"], ["20"])
+    assert not timed.due(19.9, 10**6, 10) and timed.due(20.0, 0, 10)
+    for kinds, at in ((["kill-mysql"], []), (["kill-apache"], ["10", "20"])):
+        with pytest.raises(ValueError):
+            throughput_faults.plan(kinds, at)
+
+
+def test_a_host_retries_through_errors_reports_again_and_uploads_again():
+    """A scheduler that answers 503, then garbage, then work; an upload handler that refuses a
+    connection, then says 'transient'; the report's reply lost (500), then 'project down'.
+    The host backs off each time, uploads the file whole again and sends the same report
+    until it is acknowledged."""
+    work = (FIXTURES / "scheduler_reply_work.xml").read_bytes().replace(
+        b"<request_delay>7.000000</request_delay>", b"<request_delay>0</request_delay><hostid>42</hostid>")
+    names = [t.name for t in throughput_hosts.p.parse_scheduler_reply(work).tasks]
+    assert len(names) == 4
+    script = [httpx.Response(503), httpx.Response(200, content=b"<html>not a reply"), httpx.Response(200, content=work),
+              httpx.Response(500), httpx.Response(200, content=DOWN)]
+    requests, uploads = [], []
+    draining = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.content.decode()
+        if "file_upload_handler" in str(request.url):
+            uploads.append(body)
+            if len(uploads) == 1:
+                raise httpx.ConnectError("connection refused", request=request)
+            status = 1 if len(uploads) == 2 else 0
+            return httpx.Response(200, content=f"<data_server_reply><status>{status}</status></data_server_reply>")
+        requests.append(body)
+        if script:
+            return script.pop(0)
+        draining.set()
+        acks = "".join(f"<result_ack><name>{n}</name></result_ack>" for n in names)
+        return httpx.Response(200, content=f"<scheduler_reply>{acks}<request_delay>0</request_delay></scheduler_reply>")
+
+    args = SimpleNamespace(ncpus=4, compute=0.0, output_repeat=1, work_req=60.0, idle=0.01, backoff=0.001,
+                           backoff_max=0.01)
+    rec = throughput_hosts.Recorder()
+    host = throughput_hosts.SimulatedHost(0, "t", "auth", args)
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await asyncio.wait_for(host.loop(client, "http://127.0.0.1:1/p_cgi/cgi", rec, asyncio.Event(), draining), 20)
+
+    asyncio.run(go())
+    assert rec.errors == {"scheduler: HTTP 503": 1, "scheduler: not a reply": 1, "upload: ConnectError": 1,
+                          "upload: transient error": 1, "scheduler: HTTP 500": 1,
+                          "scheduler: project down (Server can't open database)": 1}
+    assert len(requests) == 6 and len(uploads) == 6
+    # Each failed file went again whole, from offset 0, the same bytes each time.
+    by_file: dict[str, list[str]] = {}
+    for body in uploads:
+        by_file.setdefault(re.search(r"<name>([^<]+)</name>", body).group(1), []).append(body)
+    assert sorted(len(sent) for sent in by_file.values()) == [1, 1, 2, 2]
+    assert all(len(set(sent)) == 1 and "<offset>0</offset>" in sent[0] for sent in by_file.values())
+    # The three reports (lost, refused, acknowledged) carry the same four results.
+    for body in requests[3:]:
+        assert sorted(re.findall(r"<result>\s*<name>([^<]+)</name>", body)) == sorted(names)
+    assert rec.counts == {"rpc_retries": 4, "upload_retries": 2, "reports_resent": 8}
+    assert rec.acked == set(names) == rec.reported and not host.finished
+    # rpc_seqno goes up with every request sent once the host has an id, answered or not.
+    assert [int(re.search(r"<rpc_seqno>(\d+)", b).group(1)) for b in requests[3:]] == [3, 4, 5]
+    assert len(rec.events["outages"]) >= 2 and rec.host_view()["errors"] == 6

@@ -228,6 +228,8 @@ def test_every_start_tunes_config_xml_and_puts_fastcgi_under_the_cgi_names(mount
         installed = mounts.project / "cgi-bin" / name
         assert installed.read_bytes() == content
         assert installed.stat().st_mode & 0o777 == 0o755
+    assert configxml.get_element(config, "dont_generate_upload_certificates") == "0"
+    assert configxml.get_element(config, "ignore_upload_certificates") == "0"
     assert "tuned for throughput: config.xml (work slots 500), cgi-bin/cgi (FastCGI)" in capsys.readouterr().out
     started(mounts, environ)
     assert "tuned for throughput" not in capsys.readouterr().out
@@ -254,3 +256,12 @@ def test_bad_work_slots_are_refused_before_anything_changes(mounts, environ, mac
 def test_without_fastcgi_builds_the_cgi_programs_stay(mounts, environ, machine, db, given):
     started(mounts, environ)
     assert (mounts.project / "cgi-bin/cgi").read_bytes() == b"CGI cgi"
+
+
+def test_upload_certificates_are_turned_on_at_creation_only(mounts, environ, machine, db, given):
+    started(mounts, environ)
+    config = mounts.project / "config.xml"
+    # The operator's choice, made later in config.xml, is kept by the next start.
+    config.write_text(tuning.with_upload_certificates(config.read_text(), on=False))
+    started(mounts, environ)
+    assert configxml.get_element(config.read_text(), "ignore_upload_certificates") == "1"

@@ -66,3 +66,13 @@ def test_work_slots_outside_the_range_are_refused(slots):
 
 def test_fastcgi_programs_keep_the_cgi_names_clients_use():
     assert tuning.FASTCGI_PROGRAMS == {"cgi": "fcgi", "file_upload_handler": "fcgi_file_upload_handler"}
+
+
+def test_upload_certificates_on_sets_both_switches_to_zero_and_off_back():
+    made = CONFIG.replace("</config>", "    <dont_generate_upload_certificates>1</dont_generate_upload_certificates>\n"
+                                       "        <ignore_upload_certificates>1</ignore_upload_certificates>\n    </config>")
+    on = tuning.with_upload_certificates(made)
+    assert configxml.get_element(on, "dont_generate_upload_certificates") == "0"
+    assert configxml.get_element(on, "ignore_upload_certificates") == "0"
+    assert on.count("upload_certificates>") == 4
+    assert tuning.with_upload_certificates(on, on=False) == made

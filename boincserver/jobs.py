@@ -1,12 +1,13 @@
 """The use cases create-work, submit, results and batch: jobs in bulk, all or none.
 
 A submission reads the jobs file twice, a line at a time (it is never held whole): first to
-check every line and input file, then to send. Nothing is sent unless every line is good.
-The inputs and the create_work lines then go to the apache service in one tar stream through
-one `docker compose exec`: the inputs straight into BOINC's download hierarchy, named by
-content (jf_<md5>); there the helper checks the app and that no job name exists yet, makes
-a `batch` row and runs one `create_work --stdin --batch ID`. Should create_work fail half-way,
-what it made is deleted: a submission is applied whole or not at all.
+check every line and input file (and note each job's name), then to send. Nothing is sent
+unless every line is good. One `docker compose exec` into the apache service then gets one
+tar stream: the jobs' names, the inputs (named by content, jf_<md5>, for BOINC's download
+hierarchy) and, after every PIECE jobs, their create_work lines. There the helper checks
+the app and that no job name exists yet, makes a `batch` row and starts one `create_work
+--stdin --batch ID`, which creates each piece's jobs while the next inputs arrive. Should
+anything fail half-way, what was made is deleted: a submission is applied whole or not at all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tarfile
 import tempfile
 import time
@@ -30,10 +32,9 @@ from boincserver.container.jobs import STATUS_MEMBER
 from boincserver.context import Project
 from boincserver.errors import InvalidInput
 from boincserver.inproject import helper_answer, in_apache, jobs_helper
-from boincserver.tar_entries import add_bytes, add_stream
+from boincserver.job_stream import input_path, jobs_to_stream, name_record
 
 SHOWN_ERRORS = 20
-SENT_MEMORY = 1 << 16  # contents remembered to send each only once
 
 
 @dataclass
@@ -80,11 +81,6 @@ def _lines(path: Path) -> Iterator[str]:
         raise InvalidInput(f"{path} is not UTF-8 text ({exc.reason}); nothing was created") from None
 
 
-def _resolve(base: Path, name: str) -> Path:
-    p = Path(name).expanduser()
-    return p if p.is_absolute() else base / p
-
-
 def docker_problem(job: bj.Job, projdir: str) -> docker.DockerJobError | None:
     """What docker_wrapper could not run in a job (its name, its arguments), if anything."""
     try:
@@ -96,16 +92,17 @@ def docker_problem(job: bj.Job, projdir: str) -> docker.DockerJobError | None:
     return None
 
 
-def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = None) -> Checked:
+def check_jobs_file(path: Path, names_out: IO[bytes] | None = None) -> Checked:
     """Pass 1: every line parsed, every input file present, names unique in the file; and, kept
     aside, the lines a Docker app could not run (each name alone: its length with the project's
-    folder on clients is for the caller to check, on the longest name).
+    folder on clients is for the caller to check, on the longest name). Each job's name, or its
+    line number when it has none, goes to `names_out` (see job_stream.job_names).
 
     Raises InvalidInput listing the bad lines (with their numbers) if there is any.
     """
     if not path.is_file():
         raise InvalidInput(f"jobs file {path} does not exist; nothing was created")
-    base = path.parent
+    base = str(path.parent)
     errors: list[str] = []
     nerrors = 0
     names: set[bytes] = set()  # 8-byte digests: memory stays small for 100,000s of jobs
@@ -123,31 +120,33 @@ def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = N
             h.update(text.encode())
             yield text
 
-    for item in (jobs if jobs is not None else bj.parse_jobs(lines())):
+    for item in bj.parse_jobs(lines()):
         if isinstance(item, bj.LineError):
             bad(str(item))
             continue
         checked.jobs += 1
         checked.input_counts.add(len(item.files))
         checked.unnamed += not item.wu_name
-        problem = docker_problem(item, "")
-        if problem is not None:
-            checked.add_docker_problem(f"line {item.lineno}", problem)
-        elif item.wu_name and len(item.wu_name) > len(checked.longest_name):
-            checked.longest_name = item.wu_name  # a good name alone: its length is checked later
+        if names_out is not None:
+            names_out.write(name_record(item))
+        if item.command_line or item.wu_name:
+            problem = docker_problem(item, "")
+            if problem is not None:
+                checked.add_docker_problem(f"line {item.lineno}", problem)
+            elif item.wu_name and len(item.wu_name) > len(checked.longest_name):
+                checked.longest_name = item.wu_name  # a good name alone: its length is checked later
         if item.wu_name:
             key = hashlib.blake2b(item.wu_name.encode(), digest_size=8).digest()
             if key in names:
                 bad(f"line {item.lineno}: job name {item.wu_name!r} is used twice in the file")
             names.add(key)
         for name in item.files:
-            f = _resolve(base, name)
             try:
-                st = f.stat()
+                st = os.stat(input_path(base, name))
             except OSError:
                 bad(f"line {item.lineno}: input file {name} does not exist")
                 continue
-            if not f.is_file():
+            if not stat.S_ISREG(st.st_mode):
                 bad(f"line {item.lineno}: input {name} is not a file")
                 continue
             checked.files += 1
@@ -166,60 +165,6 @@ def check_jobs_file(path: Path, jobs: Iterable[bj.Job | bj.LineError] | None = N
                            advice="one line per job: [--wu-name NAME] [--command-line ARGS] FILE...")
     checked.digest = h.hexdigest()
     return checked
-
-
-class _Stager:
-    """Writes the tar stream: each new input once, into download/<fanout>/jf_<md5>."""
-
-    def __init__(self, tar: tarfile.TarFile, fanout: int = bj.DEFAULT_FANOUT):
-        self.tar = tar
-        self.fanout = fanout
-        self.sent: set[int] = set()
-        self.files = 0
-        self.bytes = 0
-
-    def stage(self, path: Path) -> str:
-        data = path.read_bytes()
-        md5 = hashlib.md5(data).hexdigest()
-        name = bj.staged_name(md5)
-        key = int(md5[:16], 16)  # 64 bits tell 100,000s of contents apart, in less memory
-        if key not in self.sent:
-            if len(self.sent) >= SENT_MEMORY:
-                # Memory stays flat: a content seen long ago may be sent again, and tar's
-                # --skip-old-files leaves the copy already there alone.
-                self.sent.clear()
-            self.sent.add(key)
-            add_bytes(self.tar, "download/" + bj.dir_hier_path(name, self.fanout), data)
-            # A writing TarFile keeps every member's TarInfo; nothing here reads them back.
-            self.tar.members.clear()
-            self.files += 1
-            self.bytes += len(data)
-        return name
-
-
-def _jobs_to_stream(app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, folder: str,
-                    stdin_lines: IO[bytes], files: dict[str, bytes] | None = None):
-    """The feed of the exec: `files` (paths in the project: the jobs' own templates), the
-    staged inputs, then the create_work lines as jobs.txt."""
-    def feed(stdin: IO[bytes]) -> None:
-        with tarfile.open(fileobj=stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-            for name, data in (files or {}).items():
-                add_bytes(tar, name, data)
-            stager = _Stager(tar)
-            for job in jobs:
-                name = job.wu_name or f"{prefix}_{job.lineno}"
-                staged = [stager.stage(_resolve(base, f)) for f in job.files]
-                line = bj.stdin_line(name, staged, job.command_line, job.priority, job.wu_template,
-                                     job.result_template)
-                stdin_lines.write((line + "\n").encode())
-            stdin_lines.flush()
-            stdin_lines.seek(0, os.SEEK_END)
-            size = stdin_lines.tell()
-            stdin_lines.seek(0)
-            add_stream(tar, f"{folder}/jobs.txt", stdin_lines, size)
-            feed.files, feed.bytes = stager.files, stager.bytes  # type: ignore[attr-defined]
-    feed.files, feed.bytes = 0, 0  # type: ignore[attr-defined]
-    return feed
 
 
 @contextmanager
@@ -241,21 +186,22 @@ def work_option_args(options: dict | None) -> list[str]:
 
 
 def send(project: Project, app: str, jobs: Iterable[bj.Job], base: Path, prefix: str, ninputs: set[int],
-         option_args: list[str], batch_name: str | None, files: dict[str, bytes] | None = None) -> SubmitResult:
+         option_args: list[str], batch_name: str | None, files: dict[str, bytes] | None = None, *,
+         recorded: IO[bytes] | None = None, njobs: int = 0) -> SubmitResult:
     """One exec into apache: the app checked (each job takes as many inputs as its template
     says, unless `ninputs` is empty: the jobs bring their own templates), `files` and the inputs
-    unpacked, the jobs created by one create_work."""
+    staged, the jobs created by one create_work. `recorded`: check_jobs_file's name records of
+    the `njobs` jobs (else `jobs` is a list, read for them)."""
     started = time.monotonic()
     folder = f"tmp_boincserver/boincserver-submit-{uuid.uuid4().hex}"
-    with tempfile.TemporaryFile("w+b") as stdin_lines:
-        feed = _jobs_to_stream(app, jobs, base, prefix, folder, stdin_lines, files)
-        script = ('boincserver-jobs check-app "$1" "$2" >/dev/null && '
-                  'tar -x -f - --no-same-owner --skip-old-files && shift 2 && exec boincserver-jobs submit "$@"')
-        result = helper_answer(in_apache(
-            project, ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
-                      folder, app, batch_name or "-"] + option_args, stdin=feed))
-    return SubmitResult(app, result["batch"], result["created"], feed.files, feed.bytes,  # type: ignore[attr-defined]
-                        time.monotonic() - started, result.get("first"))
+    feed = jobs_to_stream(jobs, base, prefix, folder, files, recorded, njobs)
+    script = 'n=$2 && shift 2 && exec boincserver-jobs submit --inputs "$n" "$@"'
+    result = helper_answer(in_apache(
+        project, ["sh", "-c", script, "sh", app, ",".join(str(n) for n in sorted(ninputs)),
+                  folder, app, batch_name or "-"] + option_args, stdin=feed))
+    sent = feed.stager  # type: ignore[attr-defined]
+    return SubmitResult(app, result["batch"], result["created"], sent.files, sent.bytes, time.monotonic() - started,
+                        result.get("first"))
 
 
 def project_dir_on_clients(project: Project) -> str:
@@ -288,7 +234,13 @@ def submit(project: Project, app: str, jobs_file: Path, options: dict | None = N
         boinc_apps.check_app_name(app)
     option_args = work_option_args(options)
     jobs_file = Path(jobs_file)
-    checked = check_jobs_file(jobs_file)
+    with tempfile.TemporaryFile() as recorded:
+        return _submit(project, app, jobs_file, check_jobs_file(jobs_file, recorded), recorded, option_args,
+                       batch_name, wu_prefix, dry_run, started)
+
+
+def _submit(project: Project, app: str, jobs_file: Path, checked: Checked, recorded: IO[bytes], option_args: list[str],
+            batch_name: str | None, wu_prefix: str | None, dry_run: bool, started: float) -> SubmitResult:
     # Names follow from the file's content: the same file submitted twice is caught.
     prefix = wu_prefix or f"{app}_{checked.digest[:12]}"
     with refusals("--wu-prefix: "):
@@ -305,13 +257,15 @@ def submit(project: Project, app: str, jobs_file: Path, options: dict | None = N
         refuse_for_docker_app(project, app, checked)
     jobs = (j for j in bj.parse_jobs(_lines(jobs_file)) if isinstance(j, bj.Job))
     if dry_run:
-        with tempfile.TemporaryFile("w+b") as stdin_lines, open(os.devnull, "wb") as sink:
-            feed = _jobs_to_stream(app, jobs, jobs_file.parent, prefix, "dry-run", stdin_lines)
+        with open(os.devnull, "wb") as sink:
+            feed = jobs_to_stream(jobs, jobs_file.parent, prefix, "dry-run", None, recorded, checked.jobs)
             feed(sink)
-        return SubmitResult(app, 0, checked.jobs, feed.files, feed.bytes,  # type: ignore[attr-defined]
-                            time.monotonic() - started, f"{prefix}_1", dry_run=True)
+        sent = feed.stager  # type: ignore[attr-defined]
+        return SubmitResult(app, 0, checked.jobs, sent.files, sent.bytes, time.monotonic() - started, f"{prefix}_1",
+                            dry_run=True)
     name = batch_name or f"{app} {jobs_file.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    result = send(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, option_args, name)
+    result = send(project, app, jobs, jobs_file.parent, prefix, checked.input_counts, option_args, name,
+                  recorded=recorded, njobs=checked.jobs)
     result.seconds = time.monotonic() - started
     return result
 

@@ -3,14 +3,18 @@ database is SQLite behind a fake MySQLdb, its bin/ programs are small scripts.""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import sys
 import tarfile
 import xml.etree.ElementTree as ET
 
 import pytest
 from container_fakes import on_path, fake_create_work, install_mysqldb, project_folder, script
 
+from boincserver import job_stream
+from boincserver import jobs as host_jobs
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.container import apps as container_apps
@@ -73,59 +77,189 @@ def test_check_app_knows_the_app_and_its_input_count(root, db):
     assert "no input template templates/up_in" in refused(root, "check-app", "up", "1")
 
 
-def write_jobs(root, *names) -> str:
-    folder = root / "tmp_boincserver" / "boincserver-submit-1"
-    folder.mkdir(parents=True)
-    (folder / "jobs.txt").write_text("".join(bj.stdin_line(n, ["jf_0"]) + "\n" for n in names))
-    return "tmp_boincserver/boincserver-submit-1"
+FOLDER = "tmp_boincserver/boincserver-submit-1"
+URL = "http://example.org/demo/download"
+
+
+def staged(data: bytes) -> tuple[str, str]:
+    """(path in the project, name) of a staged input."""
+    name = bj.staged_name(hashlib.md5(data).hexdigest())
+    return "download/" + bj.dir_hier_path(name), name
+
+
+def stream(names, inputs=(), pieces=None, extra=(), end=True) -> bytes:
+    """What boincserver sends `submit` (as Python's tarfile writes it): the names, the inputs,
+    the create_work lines (default: one line per name, input i % len(inputs), all in jobs.txt)."""
+    inputs = [staged(data) + (data,) for data in inputs]
+    if pieces is None:
+        pieces = {"jobs.txt": [bj.stdin_line(n, [inputs[i % len(inputs)][1]] if inputs else ["jf_0"])
+                               for i, n in enumerate(names)]}
+    members = [(f"{FOLDER}/names.txt", "".join(n + "\n" for n in names).encode())]
+    members += [(path, data) for path, _, data in inputs] + list(extra)
+    members += [(f"{FOLDER}/{piece}", "".join(line + "\n" for line in lines).encode())
+                for piece, lines in pieces.items()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    return data if end else data[:data.rindex(f"{FOLDER}/".encode()) + 520]  # in the last piece's data
+
+
+def submit(root, data: bytes, app="up", batch="b", *options, counts="1"):
+    out, err = io.BytesIO(), io.StringIO()
+    code = jobs.main(["submit", "--inputs", counts, FOLDER, app, batch, *options], root=root, out=out, err=err,
+                     inp=io.BytesIO(data))
+    return code, json.loads(out.getvalue() or "null"), err.getvalue()
+
+
+def submitted(root, data: bytes, *args, **kwargs) -> dict:
+    code, got, err = submit(root, data, *args, **kwargs)
+    assert code == 0, err
+    return got
+
+
+def not_submitted(root, data: bytes, *args, **kwargs) -> str:
+    code, got, err = submit(root, data, *args, **kwargs)
+    assert (code, got) == (3, None), err
+    return err
+
+
+def recording_create_work(root):
+    """bin/create_work keeping the lines it reads in lines.log, then doing as the fake does."""
+    fake = root / "bin" / "create_work"
+    fake.rename(root / "bin" / "create_work_fake")
+    script(fake, f"""
+        #!{sys.executable}
+        import subprocess, sys
+        data = sys.stdin.buffer.read()
+        open("lines.log", "wb").write(data)
+        sys.exit(subprocess.run([sys.argv[0] + "_fake", *sys.argv[1:]], input=data).returncode)
+        """)
+    return root / "lines.log"
 
 
 def test_submit_makes_one_batch_and_one_create_work_run(root, db):
-    folder = write_jobs(root, "j1", "j2")
-    got = answer(root, "submit", folder, "up", "my batch", "--target_nresults", "2")
+    got = submitted(root, stream(["j1", "j2"], [b"one\n"]), "up", "my batch", "--target_nresults", "2")
     assert got["created"] == 2 and got["first"] == "j1" and got["batch"] == 1
     assert db.sql("SELECT name, njobs, state, app_id, description FROM batch") == \
         [("my batch", 2, bj.BATCH_IN_PROGRESS, 1, "boincserver submit")]
     assert calls(root) == ["create_work --appname up --batch 1 --target_nresults 2 --stdin"]
     assert db.sql("SELECT name, batch FROM workunit ORDER BY id") == [("j1", 1), ("j2", 1)]
-    assert not (root / folder).exists()
+    path, _ = staged(b"one\n")
+    assert (root / path).read_bytes() == b"one\n"
+    assert not (root / FOLDER).exists()  # names and lines go to create_work, never to a file
 
 
 def test_submit_without_a_batch(root, db):
-    got = answer(root, "submit", write_jobs(root, "j1"), "up", "-")
+    got = submitted(root, stream(["j1"]), "up", "-")
     assert got["batch"] == 0 and db.sql("SELECT count(*) FROM batch") == [(0,)]
     assert calls(root) == ["create_work --appname up --stdin"]
 
 
 def test_a_second_submission_of_the_same_names_creates_nothing(root, db):
-    answer(root, "submit", write_jobs(root, "j1", "j2"), "up", "first")
-    err = refused(root, "submit", write_jobs(root, "j2", "j3"), "up", "second")
+    submitted(root, stream(["j1", "j2"]), "up", "first")
+    err = not_submitted(root, stream(["j2", "j3"], [b"new\n"]), "up", "second")
     assert "1 job name(s) exist already, e.g. 'j2'" in err
     assert db.sql("SELECT name FROM batch") == [("first",)]
     assert db.sql("SELECT count(*) FROM workunit") == [(2,)]
+    assert len(calls(root)) == 1 and not (root / staged(b"new\n")[0]).exists()  # refused before the inputs
 
 
 def test_a_failed_create_work_is_undone_whole(root, db, monkeypatch):
     monkeypatch.setenv("FAKE_CREATE_WORK_FAIL_AFTER", "2")
-    folder = write_jobs(root, "j1", "j2", "j3")
-    err = refused(root, "submit", folder, "up", "broken")
+    err = not_submitted(root, stream(["j1", "j2", "j3"]), "up", "broken")
     assert "create_work failed (exit 1): create_work: can't find input file jf_x; nothing was created" in err
     assert db.sql("SELECT count(*) FROM workunit") == [(0,)]
     assert db.sql("SELECT count(*) FROM result") == [(0,)]
     assert db.sql("SELECT count(*) FROM batch") == [(0,)]
-    assert not (root / folder).exists()
 
 
 def test_submit_to_an_unknown_app_creates_nothing(root, db):
-    assert "unknown app 'nope'" in refused(root, "submit", write_jobs(root, "j1"), "nope", "b")
+    assert "unknown app 'nope'" in not_submitted(root, stream(["j1"], [b"x"]), "nope", "b")
     assert calls(root) == [] and db.sql("SELECT count(*) FROM batch") == [(0,)]
+    assert not (root / "download").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    (stream(["j1", "j2"], [b"x"], end=False), "cut short"),
+    (stream(["j1", "j2"], [b"x"], pieces={"jobs-1.txt": [bj.stdin_line("j1", ["jf_0"])]}), "1 job line(s) came for 2"),
+    (stream(["j1"], [b"x"], pieces={"jobs.txt": [bj.stdin_line("j1", ["jf_0"]), bj.stdin_line("j9", ["jf_0"])]}),
+     "job 'j9' was not among the names checked"),
+    (stream(["j1"], extra=[("bin/create_work", b"#!/bin/sh\n")]), "unexpected member 'bin/create_work'"),
+    (stream(["j1"], extra=[("download/../config.xml", b"x")]), "unexpected member"),
+])
+def test_a_broken_or_changed_stream_creates_nothing(root, db, data, message):
+    assert message in not_submitted(root, data, "up", "b")
+    assert db.sql("SELECT count(*) FROM workunit") == [(0,)] and db.sql("SELECT count(*) FROM batch") == [(0,)]
+    assert db.sql("SELECT count(*) FROM result") == [(0,)]
+    assert (root / "bin" / "create_work").read_text().startswith("#!" + sys.executable)
+
+
+def test_create_work_is_given_each_received_input_as_a_remote_file(root, db):
+    lines = recording_create_work(root)
+    config = root / "config.xml"
+    config.write_text(config.read_text().replace("<uldl_dir_fanout>", f"<download_url>{URL}</download_url>\n"
+                                                 "    <uldl_dir_fanout>"))
+    (root / "download" / "3").mkdir(parents=True)
+    old = root / "download" / bj.dir_hier_path(bj.staged_name("0" * 32))  # staged by an earlier submission
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"12345")
+    path, name = staged(b"first\n")
+    pieces = {"jobs-1.txt": [bj.stdin_line("j1", [name], "-n 3", 2)],
+              "jobs.txt": [bj.stdin_line("j2", [name, bj.staged_name("0" * 32)]), bj.stdin_line("j3", ["jf_missing"])]}
+    got = submitted(root, stream(["j1", "j2", "j3"], [b"first\n"], pieces), "up", "b", counts="")
+    assert got["created"] == 3
+    remote = f"--remote_file {URL}/{bj.dir_hier_path(name)} 6 {name[3:]}"
+    assert lines.read_text().splitlines() == [
+        f'--wu_name j1 --command_line "-n 3" --priority 2 {remote}',
+        f"--wu_name j2 {remote} --remote_file {URL}/{bj.dir_hier_path(old.name)} 5 {'0' * 32}",
+        "--wu_name j3 jf_missing"]  # not staged: create_work says so
+    assert (root / path).read_bytes() == b"first\n"
+
+
+def test_an_input_staged_before_is_left_alone_and_gzip_templates_keep_plain_names(root, db):
+    lines = recording_create_work(root)
+    config = root / "config.xml"
+    config.write_text(config.read_text().replace("<uldl_dir_fanout>", f"<download_url>{URL}</download_url>"
+                                                 "<uldl_dir_fanout>"))
+    (root / "templates" / "up_in").write_text("<file_info>\n<gzip/>\n</file_info>\n")
+    path, name = staged(b"data\n")
+    (root / path).parent.mkdir(parents=True)
+    (root / path).write_bytes(b"kept")
+    submitted(root, stream(["j1"], [b"data\n"]), "up", "b", counts="")
+    assert (root / path).read_bytes() == b"kept"
+    assert lines.read_text() == f"--wu_name j1 {name}\n"
+
+
+def test_what_boincserver_sends_is_what_submit_reads(root, db, tmp_path, monkeypatch):
+    monkeypatch.setattr(job_stream, "PIECE", 2)
+    lines = recording_create_work(root)
+    for i in range(5):
+        (tmp_path / f"in{i}.txt").write_text(f"input {i}\n")
+    (tmp_path / "jobs.txt").write_text("".join(f"in{i % 4}.txt\n" for i in range(5)))
+    template = "templates/" + "t" * 120  # a long name: a GNU long-name member of its own
+    sent = io.BytesIO()
+    with (tmp_path / "recorded").open("w+b") as recorded:
+        checked = host_jobs.check_jobs_file(tmp_path / "jobs.txt", recorded)
+        parsed = bj.parse_jobs((tmp_path / "jobs.txt").read_text().splitlines(True))
+        job_stream.jobs_to_stream(parsed, tmp_path, "p", FOLDER, {template: b"<t/>"}, recorded, checked.jobs)(sent)
+    got = submitted(root, sent.getvalue(), "up", "b")
+    assert got["created"] == 5 and db.sql("SELECT name FROM workunit ORDER BY id") == [(f"p_{i}",) for i in range(1, 6)]
+    assert (root / template).read_bytes() == b"<t/>"
+    for i in range(4):
+        path, name = staged(f"input {i}\n".encode())
+        assert (root / path).read_text() == f"input {i}\n"
+    assert [line.split()[1] for line in lines.read_text().splitlines()] == [f"p_{i}" for i in range(1, 6)]
 
 
 # -- status, batches, abort ---------------------------------------------------------------------
 @pytest.fixture
 def batch_of_three(root, db):
     """Batch 1: j1 done (an output on the results volume), j2 failed (cancelled), j3 pending."""
-    answer(root, "submit", write_jobs(root, "j1", "j2", "j3"), "up", "three")
+    submitted(root, stream(["j1", "j2", "j3"]), "up", "three")
     db.sql("UPDATE workunit SET canonical_resultid=1, assimilate_state=2 WHERE name='j1'")
     db.sql("UPDATE result SET server_state=5, outcome=1 WHERE workunitid=1")
     db.sql("UPDATE workunit SET error_mask=16 WHERE name='j2'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import itertools
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from boincserver import jobs
+from boincserver import job_stream, jobs
 from boincserver.boinc import jobs as bj
 from boincserver.boinc import docker_wrapper
 from boincserver.errors import InvalidInput
@@ -231,26 +232,69 @@ def test_names_follow_the_file_so_a_second_submission_is_caught(tmp_path):
     assert jobs.submit(None, "up", path, wu_prefix="again", dry_run=True).first == "again_1"
 
 
-def test_the_stream_puts_inputs_into_the_download_hierarchy(tmp_path):
-    path = write_jobs(tmp_path, 3)
-    parsed = [j for j in bj.parse_jobs(path.read_text().splitlines(True)) if isinstance(j, bj.Job)]
+def sent_stream(path: Path, prefix: str = "p", folder: str = "tmp_boincserver/s1", **kwargs) -> bytes:
+    """What submit sends for a jobs file (checked first, as submit does)."""
     sink = io.BytesIO()
-    with (tmp_path / "lines").open("w+b") as lines:
-        feed = jobs._jobs_to_stream("up", parsed, tmp_path, "p", "tmp_boincserver/s1", lines)
+    with (path.parent / "recorded").open("w+b") as recorded:
+        checked = jobs.check_jobs_file(path, recorded)
+        parsed = (j for j in bj.parse_jobs(path.read_text().splitlines(True)) if isinstance(j, bj.Job))
+        feed = job_stream.jobs_to_stream(parsed, path.parent, prefix, folder, recorded=recorded, njobs=checked.jobs,
+                                         **kwargs)
         feed(sink)
-    sink.seek(0)
-    with tarfile.open(fileobj=sink) as tar:
-        names = tar.getnames()
-        jobs_txt = tar.extractfile("tmp_boincserver/s1/jobs.txt").read().decode().splitlines()
-        staged = {n: tar.extractfile(n).read() for n in names if n.startswith("download/")}
-    assert names[-1] == "tmp_boincserver/s1/jobs.txt"
-    assert len(staged) == 3
-    for n, data in staged.items():
-        name = n.split("/")[-1]
-        assert n == "download/" + bj.dir_hier_path(name)
-        import hashlib
-        assert name == "jf_" + hashlib.md5(data).hexdigest()
-    assert jobs_txt[0].startswith("--wu_name job0 jf_")
+    return sink.getvalue()
+
+
+def tar_members(data: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def test_the_stream_has_the_names_then_inputs_before_the_lines_that_name_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(job_stream, "PIECE", 2)
+    path = write_jobs(tmp_path, 5, named=False)
+    with path.open("a") as f:
+        f.write("--wu-name mine in0.txt\n")  # in0.txt again: sent once
+    members = tar_members(sent_stream(path, files={"templates/t_in": b"<t/>"}))
+    names = [n for n, _ in members]
+    assert names[:2] == ["templates/t_in", "tmp_boincserver/s1/names.txt"]
+    assert members[1][1].decode().splitlines() == ["p_2", "p_3", "p_4", "p_5", "p_6", "mine"]  # line numbers
+    assert [n.rsplit("/", 1)[1] for n in names if n.startswith("tmp_boincserver/s1/jobs")] == \
+        ["jobs-1.txt", "jobs-2.txt", "jobs.txt"]
+    staged = {n: data for n, data in members if n.startswith("download/")}
+    assert len(staged) == 5
+    seen = set()
+    for name, data in members:
+        if name.startswith("download/"):
+            staged_name = name.split("/")[-1]
+            assert name == "download/" + bj.dir_hier_path(staged_name)
+            assert staged_name == bj.staged_name(hashlib.md5(data).hexdigest())
+            seen.add(staged_name)
+        elif "/jobs" in name:
+            for line in data.decode().splitlines():  # every input named is on its way already
+                assert set(line.split()[2:]) <= seen
+    lines = b"".join(data for name, data in members if "/jobs" in name).decode().splitlines()
+    assert lines[0] == f"--wu_name p_2 {bj.staged_name(hashlib.md5(b'input 0' + bytes([10])).hexdigest())}"
+    assert lines[-1].startswith("--wu_name mine jf_") and len(lines) == 6
+
+
+def test_the_tar_writer_writes_what_tar_reads(tmp_path):
+    out = io.BytesIO()
+    writer = job_stream.TarWriter(out)
+    long_name = "templates/" + "x" * 120
+    writer.add("download/26d/jf_1", b"a" * 1000)
+    writer.add(long_name, b"")
+    with (tmp_path / "f").open("w+b") as f:
+        f.write(b"streamed")
+        f.seek(0)
+        writer.add_stream("tmp/s", f, 8)
+    writer.close()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), mode="r:") as tar:
+        got = [(m.name, m.size, m.mode, tar.extractfile(m).read()) for m in tar.getmembers()]
+    assert got == [("download/26d/jf_1", 1000, 0o644, b"a" * 1000), (long_name, 0, 0o644, b""),
+                   ("tmp/s", 8, 0o644, b"streamed")]
+    info = tarfile.TarInfo("download/26d/jf_1")
+    info.size, info.mode, info.mtime = 1000, 0o644, int(writer.after_size[:11], 8)
+    assert writer.header("download/26d/jf_1", 1000) == info.tobuf(tarfile.GNU_FORMAT)
 
 
 def test_results_refuse_unsafe_member_names():

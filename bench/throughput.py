@@ -100,6 +100,8 @@ async def drive(n: int, tag: str, scheduler: str, authenticator: str, args, moni
                 last, last_change = count, now
             if striking and striking.done():
                 striking = None
+            elif striking:
+                last_change = now  # no stall while the container is not back: that is the outage
             if pending and not striking and pending[0].due(now - started, count, jobs):
                 fault = pending.pop(0)
                 fault.at_assimilated = count

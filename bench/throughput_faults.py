@@ -79,7 +79,7 @@ class Fault:
         return elapsed >= self.value if self.when == "seconds" else assimilated >= self.value * jobs
 
     def strike(self, container: str, busy: Callable[[], bool], patience: float = 10.0,
-               timeout: float = 180.0) -> None:
+               timeout: float = 900.0) -> None:
         """Do the fault, then wait until Docker has the container running again (blocking:
         run it in a thread). The fault waits (`patience` seconds at most) for a moment when
         `busy()`, hosts having requests in flight, so that it cuts some: hosts send in bursts

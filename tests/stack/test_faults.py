@@ -47,7 +47,6 @@ def run_with_fault(stack: Stack, fault: str) -> dict:
     (seen,) = run["faults"]
     assert seen["kind"] == fault and seen["error"] == ""
     assert seen["started_at_after"] != seen["started_at_before"], "the container did not start again"
-    assert seen["host_errors"] > 0 and run["host_view"]["errors"] > 0, "no host saw the fault"
     # Recovered by itself within seconds: work handed out again and jobs assimilated (the
     # 5-minute bin/start --cron alone would take minutes to restart a daemon that died).
     assert seen["longest_work_gap_s"] is not None and seen["longest_work_gap_s"] < 60, seen
@@ -61,12 +60,16 @@ def test_apache_crash_comes_back_by_itself_and_nothing_is_lost(faults_stack: Sta
     seen = run["faults"][0]
     # A crash, not a stop: Docker's restart policy brought the container back.
     assert seen["restart_count_after"] == seen["restart_count_before"] + 1
-    assert any(kind.startswith(("scheduler: ", "upload: ")) for kind in run["errors"]), run["errors"]
+    # It came while requests were in flight: hosts saw them cut, and sent them again.
+    assert seen["host_errors"] > 0 and run["host_view"]["rpc_retries"] + run["host_view"].get("upload_retries", 0) > 0
+    assert all(kind.startswith(("scheduler: ", "upload: ")) for kind in run["errors"]), run["errors"]
 
 
 def test_mariadb_restart_is_survived_and_nothing_is_lost(faults_stack: Stack):
     run = run_with_fault(faults_stack, "restart-mysql")
-    # The scheduler answered "project down" while the database or the feeder was away, and
-    # hosts sent their unacknowledged reports again.
-    assert any("project down" in kind for kind in run["errors"]), run["errors"]
-    assert run["host_view"]["rpc_retries"] > 0
+    seen = run["faults"][0]
+    # Docker restarted the same container (no crash): the restart count stays.
+    assert seen["restart_count_after"] == seen["restart_count_before"]
+    # Hosts may see nothing: the FastCGI scheduler reconnects per request, and MariaDB is back
+    # within a second. What they did see can only be the scheduler's "project down" replies.
+    assert all("project down" in kind for kind in run["errors"]), run["errors"]

@@ -23,7 +23,7 @@ CREATE TABLE workunit (id INTEGER PRIMARY KEY, name TEXT UNIQUE, batch INTEGER D
                        error_mask INTEGER DEFAULT 0, canonical_resultid INTEGER DEFAULT 0,
                        assimilate_state INTEGER DEFAULT 0, transition_time INTEGER DEFAULT 0, xml_doc TEXT DEFAULT '');
 CREATE TABLE result (id INTEGER PRIMARY KEY, workunitid INTEGER, batch INTEGER DEFAULT 0,
-                     server_state INTEGER, outcome INTEGER DEFAULT 0);
+                     server_state INTEGER, outcome INTEGER DEFAULT 0, validate_state INTEGER DEFAULT 0);
 CREATE TABLE batch (id INTEGER PRIMARY KEY, user_id INTEGER, create_time INTEGER, logical_start_time REAL,
                     logical_end_time REAL, est_completion_time REAL, njobs INTEGER, fraction_done REAL,
                     nerror_jobs INTEGER, state INTEGER, completion_time REAL, credit_estimate REAL,

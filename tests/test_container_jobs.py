@@ -405,3 +405,21 @@ def test_apps_lists_versions_and_each_apps_own_daemons(root, db):
         {"version": 101, "platform": "x86_64-pc-linux-gnu", "plan_class": "", "deprecated": False}]
     assert got[0]["daemons"] == ["sample_trivial_validator --app up", "sample_assimilator --app up"]
     assert got[1] == {"name": "wc", "friendly_name": "Word count", "versions": [], "daemons": []}
+
+
+# -- after a crash: results reported but never handed to the transitioner -----------------------
+def test_nudge_stalled_hands_the_transitioner_only_workunits_with_an_unvalidated_report(root, db):
+    submitted(root, stream(["stuck", "running", "validated", "due"]), "up", "four")
+    far, past = 4_000_000_000, 1_000
+    db.sql(f"UPDATE workunit SET transition_time={far}")
+    db.sql(f"UPDATE workunit SET transition_time={past} WHERE name='due'")
+    db.sql("UPDATE workunit SET canonical_resultid=3 WHERE name='validated'")
+    # The scheduler stored these reports, then died before it set transition_time.
+    db.sql("UPDATE result SET server_state=5, outcome=1 WHERE workunitid IN "
+           "(SELECT id FROM workunit WHERE name IN ('stuck', 'validated', 'due'))")
+    db.sql("UPDATE result SET server_state=4 WHERE workunitid=(SELECT id FROM workunit WHERE name='running')")
+    assert answer(root, "nudge-stalled") == {"workunits_nudged": 1}
+    times = dict(db.sql("SELECT name, transition_time FROM workunit"))
+    assert times["running"] == far and times["validated"] == far and times["due"] == past
+    assert past < times["stuck"] < far
+    assert answer(root, "nudge-stalled") == {"workunits_nudged": 0}

@@ -102,6 +102,22 @@ def abort_batch(batch: int, now: float | None = None) -> list[Statement]:
     ]
 
 
+def nudge_stalled_workunits(now: float | None = None) -> Statement:
+    """Hand the transitioner every unfinished workunit with a reported, unvalidated result.
+
+    The scheduler stores a reported result (server_state over) and then, in a second
+    statement, sets its workunit's transition_time to now. A scheduler killed in between (a
+    crash, MariaDB restarting) leaves a result nobody looks at until the workunit's deadline,
+    days later: the client's second report is acknowledged as already received and changes
+    nothing. Setting transition_time to now is always safe (the transitioner finds nothing
+    to do and sets the next time), so this runs after such a fault (images/apache/boinc-daemons)."""
+    when = int(time.time() if now is None else now)
+    return ("UPDATE workunit SET transition_time=%s WHERE transition_time>%s AND canonical_resultid=0 "
+            "AND error_mask=0 AND EXISTS (SELECT 1 FROM result WHERE result.workunitid=workunit.id "
+            "AND result.server_state=%s AND result.validate_state=0)",
+            (when, when, bj.RESULT_SERVER_STATES["over"]))
+
+
 # -- the exactly-once check of a throughput run ---------------------------------------------
 # db/boinc_db_types.h: a result the validator accepted.
 VALIDATE_STATE_VALID = 1

@@ -401,8 +401,15 @@ def abort(project: ProjectFolder, args: list[str]) -> dict:
     return {"batch": batch, "jobs_cancelled": jobs, "results_cancelled": results}
 
 
+def nudge_stalled(project: ProjectFolder, args: list[str]) -> dict:
+    """After a crash or a database restart: see boinc.database.nudge_stalled_workunits."""
+    cursor = project.cursor()
+    (nudged,) = common.execute_all(cursor, [database.nudge_stalled_workunits()])
+    return {"workunits_nudged": nudged}
+
+
 COMMANDS = {**apps.COMMANDS, **accounts.COMMANDS, "check-app": check_app, "submit": submit,
-            "status": status, "batches": batches, "abort": abort}
+            "status": status, "batches": batches, "abort": abort, "nudge-stalled": nudge_stalled}
 
 
 def main(argv: list[str] | None = None, *, root: Path | None = None, out: IO[bytes] | None = None,

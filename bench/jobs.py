@@ -98,6 +98,7 @@ class Project:
             k, _, v = line.partition("=")
             settings[k.strip()] = v.strip().strip('"')
         self.name, self.user, self.root = settings["PROJECT"], settings["BOINC_USER"], settings["PROJECT_ROOT"]
+        self.url_base = settings.get("URL_BASE", "")
 
     def apache(self, script: str, input: bytes | None = None) -> str:
         cmd = ["docker", "compose", "exec", "-T", "--user", self.user, "--workdir", self.root, "apache",

@@ -235,9 +235,7 @@ def main() -> int:
         project = Project(folder)
         sql = None
         try:
-            url_base = dict(line.split("=", 1) for line in (folder / ".env").read_text().splitlines()
-                            if "=" in line).get("URL_BASE", "").strip('"')
-            master = loopback_only(f"{url_base.rstrip('/')}/{project.name}/")
+            master = loopback_only(f"{project.url_base.rstrip('/')}/{project.name}/")
             schedulers = p.scheduler_urls(httpx.get(master, timeout=60).text)
             if not schedulers:
                 sys.exit(f"the master page {master} names no scheduler")

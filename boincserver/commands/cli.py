@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from boincserver import __version__
-from boincserver.commands import apps, backup, images, jobs, project, secrets, volunteer
+from boincserver.commands import apps, backup, images, jobs, project, secrets, users, volunteer
 from boincserver.commands.context import console, state
 from boincserver.errors import BoincServerError
 
@@ -24,6 +24,7 @@ app.add_typer(images.base_image_app, name="base-image")
 app.add_typer(secrets.secrets_app, name="secrets")
 app.add_typer(apps.apps_app, name="app")
 app.add_typer(jobs.batch_app, name="batch")
+app.add_typer(users.users_app, name="user")
 app.add_typer(images.ci_app, name="ci")
 app.add_typer(volunteer.volunteer_app, name="volunteer")
 

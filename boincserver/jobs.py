@@ -308,6 +308,30 @@ def _safe_member(name: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+def unpack_outputs(stream, out: Path) -> tuple[dict | None, list[str]]:
+    """A results tar stream (boincserver-jobs status --tar, locally or through the results
+    endpoint) unpacked: (its report, the files written as OUT/<job>/<output name>)."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = None
+    copied = []
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            data = tar.extractfile(member)
+            if member.name == STATUS_MEMBER:
+                report = json.loads(data.read())
+                continue
+            where = _safe_member(member.name)
+            if where is None or not member.isfile() or data is None:
+                continue
+            target = out / where[0] / where[1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                while chunk := data.read(1 << 16):
+                    f.write(chunk)
+            copied.append(str(target))
+    return report, copied
+
+
 def results(project: Project, wu_names: list[str] | None = None, batch: int | None = None,
             out: Path | None = None) -> dict:
     """The state of jobs (by name or batch) and, with `out`, their outputs copied there as
@@ -318,30 +342,7 @@ def results(project: Project, wu_names: list[str] | None = None, batch: int | No
     if out is None:
         return jobs_helper(project, args)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def consume(stream):
-        report = None
-        copied = []
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                data = tar.extractfile(member)
-                if member.name == STATUS_MEMBER:
-                    report = json.loads(data.read())
-                    continue
-                where = _safe_member(member.name)
-                if where is None or not member.isfile() or data is None:
-                    continue
-                target = out / where[0] / where[1]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as f:
-                    while chunk := data.read(1 << 16):
-                        f.write(chunk)
-                copied.append(str(target))
-        return report, copied
-
-    result = jobs_helper(project, args + ["--tar"], consume=consume)
-    report, copied = result
+    report, copied = jobs_helper(project, args + ["--tar"], consume=lambda stream: unpack_outputs(stream, out))
     report = report or {}
     report["copied"] = copied
     report["out"] = str(out)

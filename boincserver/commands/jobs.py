@@ -27,6 +27,23 @@ WORK_OPTIONS = {
 }
 
 
+REMOTE_HELP = ("A project elsewhere, by its URL (…/PROJECT/): speak BOINC's remote submission over "
+               "HTTP(S), as the account of --authenticator-file; no Docker or project folder needed here.")
+AUTHENTICATOR_HELP = "With --remote: the file holding the account's authenticator (from `user add`; chmod 600)."
+
+
+def remote_project(url: Optional[str], authenticator_file: Optional[Path]):
+    """The remote project of --remote and --authenticator-file, or None for the local one."""
+    from boincserver.errors import InvalidInput
+    if url is None and authenticator_file is None:
+        return None
+    if url is None or authenticator_file is None:
+        raise InvalidInput("--remote and --authenticator-file go together",
+                           advice="give both: --remote URL --authenticator-file FILE")
+    from boincserver import remote
+    return remote.connect(url, authenticator_file)
+
+
 def with_work_options(command):
     """Put the WORK_OPTIONS where `command` has its `work_options` parameter.
 
@@ -128,12 +145,24 @@ def submit(
     wu_prefix: Optional[str] = typer.Option(None, help="Prefix of generated job names (default: from the file's content)."),
     work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and build the transfer, send nothing."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
+    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
+                                                      help=AUTHENTICATOR_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Create all jobs of a jobs file as one batch: one transfer, one create_work; all or none."""
-    from boincserver import jobs
-    project = None if dry_run else open_project()
-    result = jobs.submit(project, app_name, jobs_file, work_options, batch_name, wu_prefix, dry_run)
+    there = remote_project(remote, authenticator_file)
+    if there is not None:
+        from boincserver import remote as remote_submission
+        try:
+            result = remote_submission.submit(there, app_name, jobs_file, work_options, batch_name, wu_prefix,
+                                              dry_run, progress=console.step)
+        finally:
+            there.close()
+    else:
+        from boincserver import jobs
+        project = None if dry_run else open_project()
+        result = jobs.submit(project, app_name, jobs_file, work_options, batch_name, wu_prefix, dry_run)
     _print_submitted(result, json_out)
 
 
@@ -142,11 +171,22 @@ def results(
     wu: List[str] = typer.Option([], "--wu", help="A job's name (repeatable)."),
     batch: Optional[int] = typer.Option(None, help="All jobs of this batch."),
     out: Optional[Path] = typer.Option(None, help="Copy the outputs here, as OUT/JOB/OUTPUT."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
+    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
+                                                      help=AUTHENTICATOR_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Jobs done, pending or failed; with --out their assimilated outputs copied out."""
-    from boincserver import jobs
-    data = jobs.results(open_project(), list(wu), batch, out)
+    there = remote_project(remote, authenticator_file)
+    if there is not None:
+        from boincserver import remote as remote_submission
+        try:
+            data = remote_submission.results(there, list(wu), batch, out)
+        finally:
+            there.close()
+    else:
+        from boincserver import jobs
+        data = jobs.results(open_project(), list(wu), batch, out)
     if json_out:
         console.json(data)
     else:
@@ -168,11 +208,29 @@ def results(
         raise typer.Exit(2)
 
 
+def _on(remote: Optional[str], authenticator_file: Optional[Path], local, far):
+    """local(project) here, or far(remote) on the project of --remote."""
+    there = remote_project(remote, authenticator_file)
+    if there is None:
+        return local(open_project())
+    try:
+        return far(there)
+    finally:
+        there.close()
+
+
 @batch_app.command("list")
-def batch_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
-    """Batches with their jobs done, pending and failed."""
+def batch_list(
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
+    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
+                                                      help=AUTHENTICATOR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Batches with their jobs done, pending and failed (with --remote: the account's own, retired
+    ones aside)."""
     from boincserver import jobs
-    data = jobs.batches(open_project())
+    from boincserver import remote as remote_submission
+    data = _on(remote, authenticator_file, jobs.batches, remote_submission.batches)
     if json_out:
         console.json(data)
         return
@@ -184,12 +242,21 @@ def batch_list(json_out: bool = typer.Option(False, "--json", help="Print as JSO
 
 
 @batch_app.command("abort")
-def batch_abort(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
-                json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+def batch_abort(
+    batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
+    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
+                                                      help=AUTHENTICATOR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
     """Cancel a batch's jobs that are not done; results already sent are not waited for."""
     from boincserver import jobs
-    data = jobs.abort(open_project(), batch_id)
+    from boincserver import remote as remote_submission
+    data = _on(remote, authenticator_file, lambda p: jobs.abort(p, batch_id),
+               lambda r: remote_submission.abort(r, batch_id))
     if json_out:
         console.json(data)
-    else:
+    elif "jobs_cancelled" in data:
         console.result(f"batch {data['batch']} aborted: {data['jobs_cancelled']} job(s) cancelled")
+    else:
+        console.result(f"batch {data['batch']} aborted")

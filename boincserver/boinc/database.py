@@ -10,6 +10,7 @@ import time
 from typing import Iterator
 
 from boincserver.boinc import jobs as bj
+from boincserver.boinc import lifecycle as bl
 
 Statement = tuple[str, tuple]
 IN_CHUNK = 1000
@@ -207,3 +208,90 @@ def delivery_problems(jobs: list[str], workunits: list[tuple], results: list[tup
 def problem_counts(problems: list[dict]) -> dict[str, int]:
     """Jobs (or results) with at least one problem of each kind."""
     return {kind: len({p["job"] for p in problems if p["kind"] == kind}) for kind in ("lost", "duplicate")}
+
+
+# -- the batch life cycle (boinc/lifecycle.py) ----------------------------------------------
+# db/schema_condor.sql:1-7, which make_project does not run; job_file.php inserts into it.
+# MariaDB's default engine is InnoDB, as the file says.
+CREATE_BATCH_FILE_ASSOC = ("CREATE TABLE IF NOT EXISTS batch_file_assoc (job_file_id integer not null, "
+                           "batch_id integer not null, unique (job_file_id, batch_id))")
+_RETIRED = bl.BATCH_RETIRED
+BATCH_STATE = "SELECT state FROM batch WHERE id=%s"
+# Jobs neither done (a canonical result, assimilated) nor failed: boinc.jobs.wu_state's pending.
+BATCH_PENDING = ("SELECT COUNT(*) FROM workunit WHERE batch=%s AND error_mask=0 "
+                 f"AND NOT (canonical_resultid<>0 AND assimilate_state={bj.ASSIMILATE_DONE})")
+RETIRE_BATCH = f"UPDATE batch SET state={_RETIRED} WHERE id=%s AND state<>{_RETIRED}"
+EXPIRED_BATCHES = f"SELECT id FROM batch WHERE expire_time>0 AND expire_time<%s AND state<>{_RETIRED} ORDER BY id"
+# A workunit finished for good: assimilated, and the file_deleter through it (DONE or ERROR).
+_WU_FINISHED = (f"w.assimilate_state={bj.ASSIMILATE_DONE} "
+                f"AND w.file_delete_state IN ({bl.FILE_DELETE_DONE}, {bl.FILE_DELETE_ERROR})")
+# One row per retired batch: id, its workunits, those not finished, its results not finished
+# (not over, or outputs the file_deleter has still to delete): boinc.lifecycle.Progress.
+RETIRED_PROGRESS = (
+    "SELECT b.id, (SELECT COUNT(*) FROM workunit w WHERE w.batch=b.id), "
+    f"(SELECT COUNT(*) FROM workunit w WHERE w.batch=b.id AND NOT ({_WU_FINISHED})), "
+    "(SELECT COUNT(*) FROM result r JOIN workunit w ON w.id=r.workunitid WHERE w.batch=b.id "
+    f"AND (r.server_state<>{bj.RESULT_SERVER_STATES['over']} OR r.file_delete_state={bl.FILE_DELETE_READY})) "
+    f"FROM batch b WHERE b.state={_RETIRED} ORDER BY b.id")
+# Pages by id: (id, xml_doc) of a batch's workunits; of every workunit after an id.
+BATCH_WORKUNIT_DOCS = "SELECT id, xml_doc FROM workunit WHERE batch=%s AND id>%s ORDER BY id LIMIT %s"
+WORKUNIT_DOCS_AFTER = "SELECT id, xml_doc FROM workunit WHERE id>%s ORDER BY id LIMIT %s"
+# The job files job_file.php associated with a batch.
+BATCH_JOB_FILES = ("SELECT f.name FROM job_file f JOIN batch_file_assoc a ON a.job_file_id=f.id "
+                   "WHERE a.batch_id=%s")
+# A page of a batch's finished workunits' ids (the ones a purge may take).
+FINISHED_WORKUNIT_IDS = f"SELECT w.id FROM workunit w WHERE w.batch=%s AND {_WU_FINISHED} ORDER BY w.id LIMIT %s"
+
+
+def _marks(values: list) -> str:
+    return ",".join(["%s"] * len(values))
+
+
+def workunit_docs_outside(batches: list[int], after: int, limit: int = bl.PAGE) -> Statement:
+    """A page of (id, xml_doc) of the workunits of no batch in `batches`, after id `after`."""
+    return (f"SELECT id, xml_doc FROM workunit WHERE id>%s AND batch NOT IN ({_marks(batches)}) "
+            "ORDER BY id LIMIT %s", (after, *batches, limit))
+
+
+def job_files_kept(names: list[str], batches: list[int], now: float) -> list[Statement]:
+    """The names among `names` whose job_file row keeps the file: a delete_time still ahead
+    (job_file.php's promise to a submitter), or an association with an existing batch other
+    than `batches`."""
+    return [(f"SELECT f.name FROM job_file f WHERE f.name IN ({marks}) AND (f.delete_time>%s OR EXISTS "
+             "(SELECT 1 FROM batch_file_assoc a JOIN batch b ON b.id=a.batch_id WHERE a.job_file_id=f.id "
+             f"AND a.batch_id NOT IN ({_marks(batches)})))", (*chunk, int(now), *batches))
+            for marks, chunk in _chunks(names)]
+
+
+def delete_job_files(names: list[str]) -> list[Statement]:
+    """The job_file rows of deleted files, and their associations."""
+    out = []
+    for marks, chunk in _chunks(names):
+        out.append((f"DELETE FROM batch_file_assoc WHERE job_file_id IN (SELECT id FROM job_file WHERE name IN ({marks}))",
+                    chunk))
+        out.append((f"DELETE FROM job_file WHERE name IN ({marks})", chunk))
+    return out
+
+
+def purge_workunits(ids: list[int]) -> list[Statement]:
+    """Workunits and what db_purge deletes with them: their results and assignments. The
+    last statement's row count is the workunits purged, the first's the results."""
+    marks = _marks(ids)
+    return [(f"DELETE FROM result WHERE workunitid IN ({marks})", tuple(ids)),
+            (f"DELETE FROM assignment WHERE workunitid IN ({marks})", tuple(ids)),
+            (f"DELETE FROM workunit WHERE id IN ({marks})", tuple(ids))]
+
+
+def delete_retired_batch(batch: int) -> list[Statement]:
+    """A retired batch with no workunit left, as delete_batches.php deletes it, and its file
+    associations. The last statement's row count says whether the batch went."""
+    return [("DELETE FROM batch_file_assoc WHERE batch_id=%s AND NOT EXISTS "
+             "(SELECT 1 FROM workunit WHERE batch=%s)", (batch, batch)),
+            (f"DELETE FROM batch WHERE id=%s AND state={_RETIRED} AND NOT EXISTS (SELECT 1 FROM workunit WHERE batch=%s)",
+             (batch, batch))]
+
+
+def expire_batch(batch: int, now: float | None = None) -> list[Statement]:
+    """An expired batch: its unfinished jobs cancelled as abort_batch does, then retired (what
+    BOINC's expire_batch means to do, without its undefined BATCH_STATE_EXPIRED)."""
+    return abort_batch(batch, now)[:2] + [(RETIRE_BATCH, (batch,))]

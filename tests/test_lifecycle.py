@@ -376,3 +376,24 @@ def test_prepare_project_adds_the_table_and_the_task_once(tmp_path, monkeypatch)
     assert lifecycle.prepare_project(root, settings) == []
     fake.sql("INSERT INTO batch_file_assoc (job_file_id, batch_id) VALUES (1, 2)")
     assert fake.sql("SELECT * FROM batch_file_assoc") == [(1, 2)]
+
+
+def test_every_start_of_the_makeproject_job_prepares_the_life_cycle(tmp_path, monkeypatch, capsys):
+    from container_fakes import fake_mounts, this_user
+    from test_container_setup import Machine, started
+
+    from boincserver.container import common
+    from boincserver.container.common import Owner
+    fake = install_mysqldb(tmp_path, monkeypatch)
+    monkeypatch.setattr(common, "run_command", Machine().run_command)
+    monkeypatch.setattr(Owner, "named", staticmethod(this_user))
+    monkeypatch.setattr(Owner, "give", lambda self, path: None)
+    mounts = fake_mounts(tmp_path)
+    (tmp_path / "image/project").mkdir(parents=True)
+    environ = {"PROJECT": "demo", "BOINC_USER": "boincadm", "PROJECT_ROOT": str(tmp_path / "image/project"),
+               "URL_BASE": "http://boinc.example.org"}
+    for _ in range(2):
+        started(mounts, environ)
+    assert bl.task_commands((mounts.project / "config.xml").read_text()).count(bl.TASK_COMMAND) == 1
+    assert capsys.readouterr().out.count(f"batch clean-up: config.xml (task {bl.TASK_COMMAND!r})") == 1
+    assert fake.sql("SELECT COUNT(*) FROM batch_file_assoc") == [(0,)]

@@ -13,6 +13,8 @@ The job:
    (URL_BASE and the others) to the files that hold them and to the database rows that store
    download URLs, and the throughput settings (boinc/tuning.py): the job array's size in
    config.xml and BOINC's FastCGI scheduler and upload handler in cgi-bin.
+   And the batch life cycle's part (container/lifecycle.py): the batch_file_assoc table BOINC's
+   job_file.php needs, and the clean-up task in config.xml.
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -29,6 +31,7 @@ from typing import IO
 
 from boincserver.boinc import makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
+from boincserver.container import lifecycle
 from boincserver.container.common import Mounts, Owner, Refused
 from boincserver.container.vault import Vault
 
@@ -234,6 +237,8 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     if tuned:
         log("tuned for throughput: " + ", ".join(tuned))
     update_db_urls(values, previous_url, url)
+    for prepared in lifecycle.prepare_project(mounts.project, values):
+        log(f"batch clean-up: {prepared}")
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 

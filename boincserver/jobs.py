@@ -355,3 +355,9 @@ def batches(project: Project) -> list[dict]:
 
 def abort(project: Project, batch: int) -> dict:
     return jobs_helper(project, ["abort", str(batch)])
+
+
+def retire(project: Project, batch: int) -> dict:
+    """Retire a batch whose jobs are all done or failed: the project's clean-up task then
+    deletes its rows, its inputs nothing else uses and its outputs (boinc/lifecycle.py)."""
+    return jobs_helper(project, ["retire", str(batch)])

@@ -260,3 +260,17 @@ def batch_abort(
         console.result(f"batch {data['batch']} aborted: {data['jobs_cancelled']} job(s) cancelled")
     else:
         console.result(f"batch {data['batch']} aborted")
+
+
+@batch_app.command("retire")
+def batch_retire(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
+                 json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Retire a batch whose jobs are all done or failed: within 5 minutes the project deletes its
+    jobs, its outputs and the inputs no other job uses (copy the outputs first: `results --out`)."""
+    from boincserver import jobs
+    data = jobs.retire(open_project(), batch_id)
+    if json_out:
+        console.json(data)
+    else:
+        console.result(f"batch {data['batch']} {'was retired already' if data['was_retired'] else 'retired'}: "
+                       "its jobs, outputs and inputs are deleted at the project's next clean-up (every 5 minutes)")

@@ -12,7 +12,7 @@ import typer
 from boincserver.commands.context import console, open_project
 
 commands = typer.Typer()
-batch_app = typer.Typer(no_args_is_help=True, help="Batches of jobs made by `submit`: list, abort.")
+batch_app = typer.Typer(no_args_is_help=True, help="Batches of jobs made by `submit`: list, abort, retire.")
 
 # create_work's options that create-work and submit both take: name -> (type, help), in help order.
 WORK_OPTIONS = {
@@ -265,8 +265,10 @@ def batch_abort(
 @batch_app.command("retire")
 def batch_retire(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
                  json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
-    """Retire a batch whose jobs are all done or failed: within 5 minutes the project deletes its
-    jobs, its outputs and the inputs no other job uses (copy the outputs first: `results --out`)."""
+    """Retire a batch whose jobs are all done or failed, so that the project deletes it.
+
+    Within 5 minutes the project's clean-up deletes its jobs, its outputs and the inputs no
+    other job uses: copy the outputs first (`results --batch ID --out DIR`)."""
     from boincserver import jobs
     data = jobs.retire(open_project(), batch_id)
     if json_out:

@@ -397,3 +397,33 @@ def test_every_start_of_the_makeproject_job_prepares_the_life_cycle(tmp_path, mo
     assert bl.task_commands((mounts.project / "config.xml").read_text()).count(bl.TASK_COMMAND) == 1
     assert capsys.readouterr().out.count(f"batch clean-up: config.xml (task {bl.TASK_COMMAND!r})") == 1
     assert fake.sql("SELECT COUNT(*) FROM batch_file_assoc") == [(0,)]
+
+
+# -- on the host ------------------------------------------------------------------------------
+def test_batch_retire_asks_the_apache_service_and_says_when_the_batch_goes(monkeypatch, capsys):
+    from typer.testing import CliRunner
+
+    from boincserver import jobs as host_jobs
+    from boincserver.commands import cli
+    from boincserver.commands import jobs as commands_jobs
+    from boincserver.errors import InvalidInput
+    asked = []
+
+    def helper(project, args):
+        asked.append((project, args))
+        if args[1] == "2":
+            raise InvalidInput("batch 2 has 1 job(s) not finished; nothing was changed")
+        return {"batch": int(args[1]), "state": "retired", "was_retired": args[1] == "4"}
+    monkeypatch.setattr(host_jobs, "jobs_helper", helper)
+    monkeypatch.setattr(commands_jobs, "open_project", lambda: "the project")
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["batch", "retire", "3"])
+    assert done.exit_code == 0 and asked == [("the project", ["retire", "3"])]
+    assert "batch 3 retired: its jobs, outputs and inputs are deleted at the project's next clean-up" in done.output
+    assert "was retired already" in runner.invoke(cli.app, ["batch", "retire", "4"]).output
+    assert json.loads(runner.invoke(cli.app, ["batch", "retire", "3", "--json"]).output)["state"] == "retired"
+    monkeypatch.setattr(sys, "argv", ["boincserver", "batch", "retire", "2"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith("Error: batch 2 has 1 job(s) not finished; nothing was changed")

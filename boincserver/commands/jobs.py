@@ -263,16 +263,23 @@ def batch_abort(
 
 
 @batch_app.command("retire")
-def batch_retire(batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
-                 json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
+def batch_retire(
+    batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
+    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
+    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
+                                                      help=AUTHENTICATOR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
     """Retire a batch whose jobs are all done or failed, so that the project deletes it.
 
     Within 5 minutes the project's clean-up deletes its jobs, its outputs and the inputs no
     other job uses: copy the outputs first (`results --batch ID --out DIR`)."""
     from boincserver import jobs
-    data = jobs.retire(open_project(), batch_id)
+    from boincserver import remote as remote_submission
+    data = _on(remote, authenticator_file, lambda p: jobs.retire(p, batch_id),
+               lambda r: remote_submission.retire(r, batch_id))
     if json_out:
         console.json(data)
     else:
-        console.result(f"batch {data['batch']} {'was retired already' if data['was_retired'] else 'retired'}: "
+        console.result(f"batch {data['batch']} {'was retired already' if data.get('was_retired') else 'retired'}: "
                        "its jobs, outputs and inputs are deleted at the project's next clean-up (every 5 minutes)")

@@ -12,6 +12,10 @@ the uppercase example app, and times, side by side in one run:
 - (b) the ceiling: one `create_work --stdin` run inside the container over N inputs already
   staged there, timed inside the container;
 
+- remote: `boincserver submit uppercase --jobs FILE --remote URL --authenticator-file F` of
+  N other jobs (--remote-jobs), as a submitter made with `user add`: over HTTP only, through
+  BOINC's job_file.php and submit_rpc_handler.php (issue 12);
+
 then the peak RSS of the boincserver process for N and for --big jobs (default 100,000). The
 BOINC daemons are stopped while it measures (creating jobs needs none of them, and the
 transitioner working through earlier jobs would skew later figures), started again after.
@@ -144,9 +148,10 @@ def stage_in_container(project: Project, n: int, tag: str) -> list[str]:
     return names
 
 
-def boincserver_submit(project: Project, jobs: Path, dry_run: bool = False) -> tuple[float, int, dict]:
+def boincserver_submit(project: Project, jobs: Path, dry_run: bool = False,
+                       remote: list[str] | None = None) -> tuple[float, int, dict]:
     cmd = [sys.executable, "-c", RSS_RUNNER, "-C", str(project.dir) if project else ".", "submit", "uppercase",
-           "--jobs", str(jobs), "--json"] + (["--dry-run"] if dry_run else [])
+           "--jobs", str(jobs), "--json"] + (["--dry-run"] if dry_run else []) + (remote or [])
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -154,6 +159,16 @@ def boincserver_submit(project: Project, jobs: Path, dry_run: bool = False) -> t
         sys.exit(f"boincserver submit failed:\n{done.stdout}\n{done.stderr}")
     rss = int(done.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
     return seconds, rss, json.loads(done.stdout)
+
+
+def submitter(project: Project, folder: Path) -> list[str]:
+    """A submitter of uppercase made with `user add`: the options of a remote submission as it."""
+    made = json.loads(run(CLI + ["user", "add", f"bench{time.time_ns()}@example.org", "--submit", "uppercase",
+                                 "--json"], project.dir).stdout)
+    key = folder / "authenticator"
+    key.write_text(made["authenticator"] + "\n")
+    key.chmod(0o600)
+    return ["--remote", f"{project.url_base}/{project.name}/", "--authenticator-file", str(key)]
 
 
 def one_exec_per_job(project: Project, n: int) -> float:
@@ -182,6 +197,8 @@ def main() -> int:
     parser.add_argument("--project-dir", "-C", type=Path, help="a running project (default: a throwaway one)")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs of the main measurement")
     parser.add_argument("--per-exec", type=int, default=200, help="jobs timed one exec each (a)")
+    parser.add_argument("--remote-jobs", type=int, default=10_000,
+                        help="jobs submitted remotely, over HTTP as a submitter (0: skip)")
     parser.add_argument("--big", type=int, default=100_000, help="jobs of the peak-RSS measurement (0: skip)")
     parser.add_argument("--big-dry-run", action="store_true",
                         help="measure --big with `submit --dry-run` (parse, check and pack; nothing sent)")
@@ -208,6 +225,17 @@ def main() -> int:
             figures["boincserver_jobs_per_s"] = args.jobs / seconds
             figures["boincserver_seconds"] = seconds
             figures[f"peak_rss_mb_{args.jobs}"] = rss / 1024
+            if args.remote_jobs:
+                print(f"writing {args.remote_jobs} input files ...", file=sys.stderr)
+                far = make_inputs(tmp / "remote", args.remote_jobs, f"r{time.time_ns()}")
+                print(f"boincserver submit --remote of {args.remote_jobs} jobs ...", file=sys.stderr)
+                before = project.workunits()
+                seconds, rss, result = boincserver_submit(project, far, remote=submitter(project, tmp))
+                assert project.workunits() - before == args.remote_jobs == result["created"], "rows missing"
+                figures["remote_jobs_per_s"] = args.remote_jobs / seconds
+                figures["remote_seconds"] = seconds
+                figures["remote_peak_rss_mb"] = rss / 1024
+                figures["remote_of_local"] = figures["remote_jobs_per_s"] / figures["boincserver_jobs_per_s"]
             if args.big:
                 print(f"writing {args.big} input files ...", file=sys.stderr)
                 big = make_inputs(tmp / "big", args.big, f"g{time.time_ns()}")
@@ -239,6 +267,10 @@ def main() -> int:
     print(f"  boincserver / (a)                         {figures['vs_per_exec']:9.0f} x   (target >= 75 x)")
     print(f"  boincserver / (b)                         {figures['of_ceiling'] * 100:9.0f} %   (target >= 75 %)")
     print(f"  peak RSS of boincserver, {n} jobs        {figures[f'peak_rss_mb_{n}']:9.1f} MB")
+    if args.remote_jobs:
+        print(f"  submit --remote ({args.remote_jobs} jobs)         {figures['remote_jobs_per_s']:9.0f} jobs/s"
+              f"  ({figures['remote_seconds']:.1f} s; {figures['remote_of_local'] * 100:.0f} % of local;"
+              f" peak RSS {figures['remote_peak_rss_mb']:.1f} MB)")
     if args.big:
         how = "dry run: parse, check, pack" if args.big_dry_run else "submitted"
         print(f"  peak RSS of boincserver, {args.big} jobs      {figures[f'peak_rss_mb_{args.big}']:9.1f} MB"

@@ -427,3 +427,25 @@ def test_batch_retire_asks_the_apache_service_and_says_when_the_batch_goes(monke
         cli.main()
     assert exited.value.code == 1
     assert capsys.readouterr().err.startswith("Error: batch 2 has 1 job(s) not finished; nothing was changed")
+
+
+def test_a_clean_up_by_hand_skips_while_another_holds_the_tasks_lock(root, three_batches):
+    folder = jobs.ProjectFolder(root, io.BytesIO())
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path[:0] = {sys.path!r}
+from pathlib import Path
+from boincserver.container import lifecycle
+with lifecycle.task_lock(Path({str(root)!r})) as locked:
+    print(locked, flush=True)
+    sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        got = lifecycle.clean_batches(folder, [], now=NOW, busy=lambda: False)
+        assert got["skipped"] == "another clean-up is running" and three_batches.count("batch", "id=1") == 1
+    finally:
+        holder.communicate("")
+    assert clean(root)["batches"][0]["batch_deleted"] is True
+    with lifecycle.task_lock(root) as first, lifecycle.task_lock(root) as again:
+        assert first and again  # one process may take it again (bin/start's run holds it through exec)

@@ -12,9 +12,12 @@ task in config.xml).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,6 +28,7 @@ from boincserver.container import common
 from boincserver.container.common import ProjectFolder, Refused
 
 POSTPONED = "a submission is running (create_work or boincserver-jobs submit): the clean-up waits for the next run"
+BUSY = "another clean-up is running"
 
 
 def retire(project: ProjectFolder, args: list[str]) -> dict:
@@ -189,21 +193,38 @@ def expire(project: ProjectFolder, now: float) -> list[int]:
     return expired
 
 
+@contextmanager
+def task_lock(root: Path) -> Iterator[bool]:
+    """BOINC's lock of this task (sched/start get_task_lock_name: pid_HOST/OUTPUT.lock, taken
+    with lockf), so that a run by hand and bin/start's never overlap: bin/start's holds it
+    already (the lock passes through exec, and a process may take its own lock again); a
+    run by hand while another runs gets False."""
+    folder = root / f"pid_{socket.gethostname().split('.')[0]}"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{bl.TASK_OUTPUT}.lock", "w") as f:
+        try:
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+
+
 def clean_batches(project: ProjectFolder, args: list[str], *, now: float | None = None,
                   busy: Callable[[], bool] = submission_running) -> dict:
     """The periodic task: expired batches retired, finished retired batches removed."""
     now = time.time() if now is None else now
-    report: dict = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                    "expired": expire(project, now)}
-    cursor = project.cursor()
-    cursor.execute(database.RETIRED_PROGRESS)
-    progress = [bl.Progress(*(int(v or 0) for v in row)) for row in cursor.fetchall()]
-    report["waiting"] = [p.report() for p in progress if not p.finished]
-    finished = [p.batch for p in progress if p.finished]
-    if finished:
-        report.update(Cleaner(project, now, busy).clean(finished))
-    else:
-        report["batches"] = []
+    report: dict = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+    with task_lock(project.root) as locked:
+        if not locked:
+            return {**report, "skipped": BUSY}
+        report["expired"] = expire(project, now)
+        cursor = project.cursor()
+        cursor.execute(database.RETIRED_PROGRESS)
+        progress = [bl.Progress(*(int(v or 0) for v in row)) for row in cursor.fetchall()]
+        report["waiting"] = [p.report() for p in progress if not p.finished]
+        finished = [p.batch for p in progress if p.finished]
+        report.update(Cleaner(project, now, busy).clean(finished) if finished else {"batches": []})
     return report
 
 

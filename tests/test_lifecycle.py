@@ -47,6 +47,7 @@ def test_staged_names_are_read_from_a_workunits_xml():
     assert bl.staged_names(wu_xml(jf(1), jf(2), gzipped=True)) == {jf(1), jf(2)}
     assert bl.staged_names("<name>input.txt</name><name>jf_short</name>") == set()
     assert bl.staged_names(None) == set()
+    assert bl.staged_names(wu_xml(jf(3)).encode()) == {jf(3)}  # MySQLdb's bytes for the BLOB column
 
 
 def test_a_staged_input_goes_with_its_gz_and_md5():
@@ -174,7 +175,7 @@ class Project:
         wu = {"finished": (1, 2, 2), "assimilated": (1, 2, 1), "running": (0, 0, 0), "unsent": (0, 0, 0)}[state]
         result = {"finished": (5, 1, 2), "assimilated": (5, 1, 1), "running": (4, 0, 0), "unsent": (2, 0, 0)}[state]
         self.db.sql("INSERT INTO workunit (name, batch, canonical_resultid, assimilate_state, file_delete_state, "
-                    "xml_doc) VALUES (?, ?, ?, ?, ?, ?)", (name, batch, *wu, wu_xml(*inputs)))
+                    "xml_doc) VALUES (?, ?, ?, ?, ?, ?)", (name, batch, *wu, wu_xml(*inputs).encode()))
         (wu_id,), = self.db.sql("SELECT id FROM workunit WHERE name=?", (name,))
         self.db.sql("INSERT INTO result (workunitid, batch, server_state, outcome, file_delete_state) "
                     "VALUES (?, ?, ?, ?, ?)", (wu_id, batch, *result))

@@ -98,8 +98,11 @@ class LifecycleError(ValueError):
     """A batch that cannot be retired now: the message says why and what to do."""
 
 
-def staged_names(xml_doc: str) -> set[str]:
-    """The staged inputs (jf_<md5>) a workunit's xml_doc names."""
+def staged_names(xml_doc: str | bytes | None) -> set[str]:
+    """The staged inputs (jf_<md5>) a workunit's xml_doc names (a BLOB column: MySQLdb hands
+    it over as bytes)."""
+    if isinstance(xml_doc, bytes):
+        xml_doc = xml_doc.decode("utf-8", "replace")
     return set(STAGED_IN_TEXT.findall(xml_doc or ""))
 
 

@@ -26,6 +26,7 @@ from typing import IO
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import configxml, database, docker
 from boincserver.boinc import jobs as bj
+from boincserver.boinc import outputs as bo
 from boincserver.container import accounts, apps, common
 from boincserver.container import lifecycle
 from boincserver.container.common import ProjectFolder, Refused
@@ -344,8 +345,13 @@ def _add_report(tar: tarfile.TarFile, report: dict) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def status(project: ProjectFolder, args: list[str]) -> dict | None:
-    """The state of jobs: `--batch ID` or `--wu NAME...`; with --tar, their outputs too."""
+class NotYours(Refused):
+    """A batch or job of another account's, asked for by status's `owner` (see outputs.py)."""
+
+
+def status(project: ProjectFolder, args: list[str], owner: int | None = None) -> dict | None:
+    """The state of jobs: `--batch ID` or `--wu NAME...`; with --tar, their outputs too.
+    With `owner` (a user id): only jobs of batches that account owns, NotYours otherwise."""
     as_tar = "--tar" in args
     args = [a for a in args if a != "--tar"]
     batch = int(args[1]) if args and args[0] == "--batch" else None
@@ -361,6 +367,12 @@ def status(project: ProjectFolder, args: list[str]) -> dict | None:
     missing = [n for n in names if n not in found]
     if missing:
         raise Refused(f"no job named {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if owner is not None:
+        owners = dict(common.query_all(cursor, bo.batch_owners([batch] if batch is not None else [r[2] for r in rows])))
+        refusal = (bo.batch_refusal(owner, batch, owners.get(batch)) if batch is not None
+                   else bo.jobs_refusal(owner, [(r[1], r[2]) for r in rows], owners))
+        if refusal:
+            raise NotYours(refusal)
     tar = tarfile.open(fileobj=project.out, mode="w|") if as_tar else None
     results = project.root / "results"
     failures = _failures(cursor, [row[0] for row in rows if row[-1]])  # jobs with failed results

@@ -89,6 +89,11 @@ def connect(url: str, authenticator_file: Path, transport: httpx.BaseTransport |
 
 
 # -- calls ----------------------------------------------------------------------------------------
+def _plain(response: httpx.Response) -> bool:
+    """An answer of boincserver's endpoint (one line of text), not a page of Apache's."""
+    return response.headers.get("content-type", "").startswith("text/plain")
+
+
 def _post(remote: Remote, path: str, data: dict, files=None, stream: bool = False) -> httpx.Response:
     url = remote.url + path
     try:
@@ -99,8 +104,11 @@ def _post(remote: Remote, path: str, data: dict, files=None, stream: bool = Fals
             response = remote.client.post(url, data=data, files=files)
     except httpx.HTTPError as exc:
         raise RemoteError(f"cannot reach {url}: {exc}", advice="check --remote and that the project is up") from None
-    if response.status_code == 404:
+    if response.status_code == 404 and not (path == RESULTS_PATH and _plain(response)):
         response.close()
+        if path == RESULTS_PATH:
+            raise RemoteError(f"{url} does not exist (HTTP 404): the project's boincserver predates remote results",
+                              advice="its admin updates it (`boincserver up` with this version)")
         raise RemoteError(f"{url} does not exist (HTTP 404)",
                           advice="--remote is the project's URL, as its home page has it (…/PROJECT/)")
     return response
@@ -325,16 +333,17 @@ def results(remote: Remote, wu_names: list[str] | None = None, batch: int | None
         data["tar"] = "1"
     response = _post(remote, RESULTS_PATH, data, stream=True)
     try:
-        if response.status_code == 403:
+        if response.status_code in (403, 404):  # not this account's, or no such batch or job
             reason = response.read().decode("utf-8", "replace").strip()
             if "authenticator" in reason:
                 raise InvalidInput(f"{remote.url} refused {remote.source}: {reason}",
                                    advice="ask the project's admin for yours (`boincserver user add`)")
-            raise InvalidInput(f"{remote.url}: {reason}")
+            raise InvalidInput(f"{remote.url}: {reason}",
+                               advice="see the account's batches with `boincserver batch list --remote URL`")
         if response.status_code != 200:
             reason = response.read().decode("utf-8", "replace").strip()[:300]
             raise RemoteError(f"{remote.url}{RESULTS_PATH} answered HTTP {response.status_code}: {reason}",
-                              advice="the project's boincserver may predate remote results: `boincserver up` there")
+                              advice="see `boincserver logs apache` on the server")
         if out is None:
             import json
             return json.loads(response.read())

@@ -97,6 +97,8 @@ class FakeProject:
     def results(self, form):
         if form.get("authenticator", [""])[0] != AUTH:
             return httpx.Response(403, text="bad authenticator")
+        if form.get("batch") == ["99"]:
+            return httpx.Response(404, text="no batch 99 (see `boincserver batch list`)")
         if "tar" not in form:
             return httpx.Response(200, json={"batch": int(form["batch"][0]), "jobs": [], "summary": {}})
         buf = io.BytesIO()
@@ -253,6 +255,15 @@ def test_batches_abort_retire_and_results(tmp_path, fake, there):
     got = remote.results(there, batch=1, out=tmp_path / "out")
     assert (tmp_path / "out" / "job_1" / "out").read_bytes() == b"HELLO\n"
     assert got["copied"] == [str(tmp_path / "out" / "job_1" / "out")] and not (tmp_path / "evil").exists()
+
+
+def test_results_of_an_unknown_batch_or_an_older_project(fake, there, auth_file):
+    with pytest.raises(InvalidInput, match="no batch 99"):
+        remote.results(there, batch=99)
+    older = remote.connect("http://boinc.test/demo/", auth_file, transport=httpx.MockTransport(
+        lambda request: httpx.Response(404, html="<html>Not Found</html>")))
+    with pytest.raises(remote.RemoteError, match="predates remote results"):
+        remote.results(older, batch=1)
 
 
 def test_reply_reading():

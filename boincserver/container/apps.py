@@ -17,6 +17,7 @@ from pathlib import Path
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import configxml, database, plan_classes, status
 from boincserver.container import common
+from boincserver.container import remote_apps
 from boincserver.container.common import ProjectFolder, Refused
 
 # project.xml as it was before the host unpacked a version over it: put back if that fails.
@@ -137,6 +138,8 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
         restart_daemons(project)
     recycle_fastcgi(project)
     out["app"] = app_row(project.cursor(), name)[0]
+    # BOINC's submit.php lists the app, and knows where its outputs go (container/remote_apps.py).
+    out["submission_pages"] = remote_apps.write_files(project.root, project.cursor())
     return out
 
 

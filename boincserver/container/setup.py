@@ -15,6 +15,8 @@ The job:
    config.xml and BOINC's FastCGI scheduler and upload handler in cgi-bin.
    And the batch life cycle's part (container/lifecycle.py): the batch_file_assoc table BOINC's
    job_file.php needs, and the clean-up task in config.xml.
+   And html/project/remote_apps.inc (and submitters.inc), which BOINC's submit.php and
+   show_apps.php require (container/remote_apps.py).
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -32,6 +34,7 @@ from typing import IO
 from boincserver.boinc import makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
 from boincserver.container import lifecycle
+from boincserver.container import remote_apps
 from boincserver.container.common import Mounts, Owner, Refused
 from boincserver.container.vault import Vault
 
@@ -239,6 +242,8 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     update_db_urls(values, previous_url, url)
     for prepared in lifecycle.prepare_project(mounts.project, values):
         log(f"batch clean-up: {prepared}")
+    for written in remote_apps.prepare_project(mounts.project, values):
+        log(f"for BOINC's submission pages: {written}")
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 

@@ -3,6 +3,8 @@ project folder, and the BOINC user as this process's own user. No Docker, no Mar
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sqlite3
 import sys
@@ -166,6 +168,31 @@ def project_folder(root: Path, key_dir: Path | None = None) -> Path:
             echo "{name} done"
             """)
     return root
+
+
+def helper_json(root: Path, *argv) -> tuple[int, object, str]:
+    """boincserver-jobs ARGV run in this process: (exit code, its JSON answer, its stderr)."""
+    from boincserver.container import jobs
+    out, err = io.BytesIO(), io.StringIO()
+    code = jobs.main(list(argv), root=root, out=out, err=err)
+    return code, json.loads(out.getvalue() or "null"), err.getvalue()
+
+
+def fake_make_user(bin_dir: Path, authenticator: str | None = None) -> Path:
+    """`php` playing BOINC's make_user (container/accounts.py's MAKE_USER_PHP): it inserts the
+    user into the fake database and logs its working folder and arguments to FAKE_PHP_LOG.
+    The authenticator is `authenticator`, or a new random one per user."""
+    made = repr(authenticator) if authenticator else "secrets.token_hex(16)"
+    return script(bin_dir / "php", f"""
+        #!{sys.executable}
+        import os, secrets, sqlite3, sys
+        with open(os.environ["FAKE_PHP_LOG"], "a") as log:
+            log.write(os.getcwd() + " " + repr(sys.argv[1:]) + "\\n")
+        conn = sqlite3.connect(os.environ["FAKE_BOINC_DB"])
+        conn.execute("INSERT INTO user (email_addr, name, authenticator, passwd_hash) VALUES (?, ?, ?, ?)",
+                     (sys.argv[4], sys.argv[5], {made}, "$2y$10$hashed"))
+        conn.commit()
+        """)
 
 
 def on_path(monkeypatch, root: Path) -> None:

@@ -4,12 +4,10 @@ there (tests/fakes.py's RecordingEngine)."""
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import pytest
-from container_fakes import install_mysqldb, project_folder, script
+from container_fakes import fake_make_user, helper_json, install_mysqldb, project_folder, script
 from fakes import RecordingEngine
 
 from boincserver import context, project, users
@@ -35,25 +33,13 @@ def apache_project(tmp_path, monkeypatch):
     db.sql("INSERT INTO app (id, name) VALUES (1, 'uppercase'), (2, 'wordcount')")
     root = project_folder(tmp_path / "project")
     (root / "html" / "ops").mkdir(parents=True)
-    script(tmp_path / "bin" / "php", f"""
-        #!{sys.executable}
-        import os, secrets, sqlite3, sys
-        with open(os.environ["FAKE_PHP_LOG"], "a") as log:
-            log.write(repr(sys.argv[1:]) + "\\n")
-        conn = sqlite3.connect(os.environ["FAKE_BOINC_DB"])
-        conn.execute("INSERT INTO user (email_addr, name, authenticator, passwd_hash) VALUES (?, ?, ?, ?)",
-                     (sys.argv[4], sys.argv[5], secrets.token_hex(16), "$2y$10$hashed"))
-        conn.commit()
-        """)
+    fake_make_user(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_PHP_LOG", str(tmp_path / "php.log"))
     return root, db, tmp_path / "php.log"
 
 
-def helper(root, *argv):
-    out, err = io.BytesIO(), io.StringIO()
-    code = jobs.main(list(argv), root=root, out=out, err=err)
-    return code, json.loads(out.getvalue() or "null"), err.getvalue()
+helper = helper_json
 
 
 def rights(db):
@@ -71,7 +57,7 @@ def test_a_new_submitter_is_made_by_make_user_and_its_authenticator_answered_onc
                     "apps": ["uppercase"], "batches": 0, "may_submit": True, "created": True,
                     "authenticator": auth}
     assert rights(db) == ([(1, 0, 0, 0)], [(1, 1, 0)])  # no manager rights, no job limit
-    assert "make_user" in eval(php_log.read_text().splitlines()[0])[1]
+    assert "make_user" in eval(php_log.read_text().splitlines()[0].split(" ", 1)[1])[1]
     # Granted more later: the same account, no new authenticator, nothing made twice.
     code, again, err = helper(root, "user-add", "ada@example.org", "Ada", "--app", "wordcount", "--app", "uppercase")
     assert code == 0, err

@@ -5,7 +5,6 @@ volunteer account made in the apache service (container/accounts.py, over a fake
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import socket
@@ -14,7 +13,7 @@ import sys
 
 import pytest
 import yaml
-from container_fakes import install_mysqldb, project_folder, script
+from container_fakes import fake_make_user, helper_json, install_mysqldb, project_folder, script
 from fakes import RecordingEngine
 
 from boincserver import context, images, pins, project, volunteer
@@ -286,25 +285,13 @@ def apache_project(tmp_path, monkeypatch):
     root = project_folder(tmp_path / "project")
     (root / "html" / "ops").mkdir(parents=True)
     bin_dir = tmp_path / "bin"
-    script(bin_dir / "php", f"""
-        #!{sys.executable}
-        import os, sqlite3, sys
-        with open(os.environ["FAKE_PHP_LOG"], "a") as log:
-            log.write(os.getcwd() + " " + repr(sys.argv[1:]) + "\\n")
-        conn = sqlite3.connect(os.environ["FAKE_BOINC_DB"])
-        conn.execute("INSERT INTO user (email_addr, name, authenticator, passwd_hash) VALUES (?, ?, ?, ?)",
-                     (sys.argv[4], sys.argv[5], "f" * 32, "$2y$10$hashed"))
-        conn.commit()
-        """)
+    fake_make_user(bin_dir, authenticator="f" * 32)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_PHP_LOG", str(tmp_path / "php.log"))
     return root, db, tmp_path / "php.log"
 
 
-def helper(root, *argv):
-    out, err = io.BytesIO(), io.StringIO()
-    code = jobs.main(list(argv), root=root, out=out, err=err)
-    return code, json.loads(out.getvalue() or "null"), err.getvalue()
+helper = helper_json
 
 
 def test_the_volunteer_account_is_made_once_by_boincs_make_user(apache_project):

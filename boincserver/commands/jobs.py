@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -30,6 +30,10 @@ WORK_OPTIONS = {
 REMOTE_HELP = ("A project elsewhere, by its URL (…/PROJECT/): speak BOINC's remote submission over "
                "HTTP(S), as the account of --authenticator-file; no Docker or project folder needed here.")
 AUTHENTICATOR_HELP = "With --remote: the file holding the account's authenticator (from `user add`; chmod 600)."
+# The two options of every command that can work on a remote project.
+RemoteUrl = Annotated[Optional[str], typer.Option("--remote", metavar="URL", help=REMOTE_HELP)]
+AuthenticatorFile = Annotated[Optional[Path], typer.Option("--authenticator-file", metavar="FILE",
+                                                           help=AUTHENTICATOR_HELP)]
 
 
 def remote_project(url: Optional[str], authenticator_file: Optional[Path]):
@@ -145,9 +149,8 @@ def submit(
     wu_prefix: Optional[str] = typer.Option(None, help="Prefix of generated job names (default: from the file's content)."),
     work_options: Optional[dict] = None,  # the WORK_OPTIONS, written in by with_work_options
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and build the transfer, send nothing."),
-    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
-    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
-                                                      help=AUTHENTICATOR_HELP),
+    remote: RemoteUrl = None,
+    authenticator_file: AuthenticatorFile = None,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Create all jobs of a jobs file as one batch: one transfer, one create_work; all or none."""
@@ -171,9 +174,8 @@ def results(
     wu: List[str] = typer.Option([], "--wu", help="A job's name (repeatable)."),
     batch: Optional[int] = typer.Option(None, help="All jobs of this batch."),
     out: Optional[Path] = typer.Option(None, help="Copy the outputs here, as OUT/JOB/OUTPUT."),
-    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
-    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
-                                                      help=AUTHENTICATOR_HELP),
+    remote: RemoteUrl = None,
+    authenticator_file: AuthenticatorFile = None,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Jobs done, pending or failed; with --out their assimilated outputs copied out."""
@@ -221,9 +223,8 @@ def _on(remote: Optional[str], authenticator_file: Optional[Path], local, far):
 
 @batch_app.command("list")
 def batch_list(
-    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
-    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
-                                                      help=AUTHENTICATOR_HELP),
+    remote: RemoteUrl = None,
+    authenticator_file: AuthenticatorFile = None,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Batches with their jobs done, pending and failed (with --remote: the account's own, retired
@@ -244,9 +245,8 @@ def batch_list(
 @batch_app.command("abort")
 def batch_abort(
     batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
-    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
-    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
-                                                      help=AUTHENTICATOR_HELP),
+    remote: RemoteUrl = None,
+    authenticator_file: AuthenticatorFile = None,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Cancel a batch's jobs that are not done; results already sent are not waited for."""
@@ -265,9 +265,8 @@ def batch_abort(
 @batch_app.command("retire")
 def batch_retire(
     batch_id: int = typer.Argument(..., metavar="ID", help="The batch's id (see `batch list`)."),
-    remote: Optional[str] = typer.Option(None, "--remote", metavar="URL", help=REMOTE_HELP),
-    authenticator_file: Optional[Path] = typer.Option(None, "--authenticator-file", metavar="FILE",
-                                                      help=AUTHENTICATOR_HELP),
+    remote: RemoteUrl = None,
+    authenticator_file: AuthenticatorFile = None,
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Retire a batch whose jobs are all done or failed, so that the project deletes it.

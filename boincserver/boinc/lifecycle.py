@@ -37,7 +37,12 @@ Facts from the pinned server source:
   job_file.php stages (upload_files, query_files), each with a delete_time before which it
   must stay; job_file.php inserts into batch_file_assoc (db/schema_condor.sql:1-7), a table
   make_project does not make.
-- make_project's <tasks> (tools/make_project:246-311) hold none of these programs.
+- make_project's <tasks> (tools/make_project:246-311) hold none of these programs, and it
+  copies only html/ops/*.php (py/Boinc/setup_project.py:316-319): expire_batches and
+  delete_job_files are not in a project at all (delete_batches.php is, and works on PHP 8.2).
+  Seen on a stack: `timeout 20 bin/db_purge --retired_wus --one_pass --no_archive` was still
+  sleeping at 20 s with no retired batch ("no retired batches; sleeping 300") and ended at
+  once with one.
 - The transitioner sets a workunit's file_delete_state READY only once it is assimilated and
   all its results are over and validated (sched/transitioner.cpp:545-556); the file_deleter
   then deletes its inputs (not those marked <no_delete/>, which every input of this tool's

@@ -17,6 +17,7 @@ import os
 import stat
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from boincserver.job_stream import input_path
 RESULTS_PATH = "boincserver_results"
 TIMEOUT = httpx.Timeout(30.0, read=600.0)  # submit_batch runs create_work for the whole batch
 READ_SIZE = 1 << 20
+UPLOADS_AT_ONCE = 4
 # create_work's options a remote submission can set: the rest come from the app's templates.
 REMOTE_OPTIONS = {"rsc_fpops_est", "delay_bound", "priority"}
 
@@ -237,17 +239,26 @@ def send_inputs(remote: Remote, inputs: list[_Input], batch_id: int, progress: C
         root = call(remote, "query_files", rpc.file_call("query_files", remote.authenticator,
                                                          [x.phys_name for x in chunk], batch_id), rpc.FILE_HANDLER)
         absent += [chunk[k] for k in rpc.absent_files(root) if 0 <= k < len(chunk)]
+    groups = list(_upload_groups(absent))
     files = nbytes = 0
-    for group in _upload_groups(absent):
-        with ExitStack() as stack:
-            attached = [(f"file_{k}", (x.phys_name, stack.enter_context(open(x.path, "rb")), "application/octet-stream"))
-                        for k, x in enumerate(group)]
-            request = rpc.file_call("upload_files", remote.authenticator, [x.phys_name for x in group], batch_id)
-            call(remote, "upload_files", request, rpc.FILE_HANDLER, files=attached)
-        files += len(group)
-        nbytes += sum(x.size for x in group)
-        progress(f"sent {files}/{len(absent)} input file(s), {nbytes} bytes")
+    # A few uploads at once: each request's time is mostly the handler's own work per file
+    # (PHP's temporary copy, BOINC's move and md5 check, two rows), which the server's other
+    # cores and processes can do side by side.
+    with ThreadPoolExecutor(UPLOADS_AT_ONCE) as pool:
+        for group in pool.map(lambda g: _upload(remote, g, batch_id), groups):
+            files += len(group)
+            nbytes += sum(x.size for x in group)
+            progress(f"sent {files}/{len(absent)} input file(s), {nbytes} bytes")
     return files, nbytes
+
+
+def _upload(remote: Remote, group: list[_Input], batch_id: int) -> list[_Input]:
+    with ExitStack() as stack:
+        attached = [(f"file_{k}", (x.phys_name, stack.enter_context(open(x.path, "rb")), "application/octet-stream"))
+                    for k, x in enumerate(group)]
+        request = rpc.file_call("upload_files", remote.authenticator, [x.phys_name for x in group], batch_id)
+        call(remote, "upload_files", request, rpc.FILE_HANDLER, files=attached)
+    return group
 
 
 def submit(remote: Remote, app: str, jobs_file: Path, options: dict | None = None, batch_name: str | None = None,

@@ -80,10 +80,12 @@ def test_the_form_comes_in_a_post_body_only():
     assert bo.form_problem("POST", "", ok[2], bo.MAX_FORM_BYTES + 1).status == 413
 
 
-def test_only_the_two_urls_are_endpoints():
+def test_only_the_three_urls_are_endpoints():
     assert bo.endpoint("/demo/get_output3.php", "demo") == "get_output3.php"
     assert bo.endpoint("/demo/boincserver_results", "demo") == "boincserver_results"
-    for other in ("/demo/get_output3.php/x", "/other/get_output3.php", "/demo/boincserver_results/", ""):
+    assert bo.endpoint("/demo/get_output.php", "demo") == "get_output.php"
+    for other in ("/demo/get_output3.php/x", "/other/get_output3.php", "/demo/boincserver_results/", "",
+                  "/demo/get_output2.php", "/demo/get_output.php/x"):
         assert bo.endpoint(other, "demo") is None
 
 
@@ -136,6 +138,7 @@ def db(tmp_path, monkeypatch):
     # What of BOINC's user table and result.xml_doc_in this reads (db/schema.sql).
     fake.sql("CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT, email_addr TEXT, authenticator TEXT UNIQUE)")
     fake.sql("ALTER TABLE result ADD COLUMN xml_doc_in TEXT")
+    fake.sql("ALTER TABLE result ADD COLUMN name TEXT")
     return fake
 
 
@@ -155,9 +158,9 @@ def root(tmp_path, db):
                                       (4, "m1", 3, True), (5, "loose", 0, True)):
             conn.execute("INSERT INTO workunit (id, name, batch, canonical_resultid, assimilate_state) "
                          "VALUES (?, ?, ?, ?, ?)", (wu, name, batch, 10 + wu if done else 0, 2 if done else 0))
-            conn.execute("INSERT INTO result (id, workunitid, batch, server_state, outcome, xml_doc_in) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (10 + wu, wu, batch, 5 if done else 2, 1 if done else 0,
-                                                       RESULT_XML.replace("j1", name)))
+            conn.execute("INSERT INTO result (id, workunitid, batch, server_state, outcome, xml_doc_in, name) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (10 + wu, wu, batch, 5 if done else 2, 1 if done else 0,
+                                                          RESULT_XML.replace("j1", name), f"{name}_0"))
             if done:
                 (folder / "results" / str(batch)).mkdir(exist_ok=True)
                 (folder / "results" / str(batch) / f"{name}__file_out").write_text(f"<b>{name} out</b>\n")
@@ -333,6 +336,154 @@ def test_status_without_an_owner_is_unchanged(root):
     assert jobs.status(project, ["--wu", "k1"], owner=2)["jobs"][0]["name"] == "k1"
 
 
+# -- get_output.php: BOINC's remote-submission clients ------------------------------------------
+def boinc_md5(authenticator: str, subject) -> str:
+    """auth_str as lib/boinc_submit.py makes it (get_output_file_url, get_output_files_url)."""
+    import hashlib
+    return hashlib.md5(bytes(authenticator + str(subject), "utf-8")).hexdigest()
+
+
+def test_get_output_requests_read_as_boincs_page_reads_them():
+    R = bo.BoincOutputRequest
+    assert bo.boinc_output_request("cmd=result_file&result_name=j1_0&file_num=1&auth_str=x") == R(
+        "result_file", "x", result_name="j1_0", file_num=1)
+    assert bo.boinc_output_request("cmd=batch_files&batch_id=4&auth_str=x") == R("batch_files", "x", batch_id=4)
+    assert bo.boinc_output_request("cmd=batch_files&batch_name=b%201&auth_str=x") == R(
+        "batch_files", "x", batch_name="b 1")
+    assert bo.boinc_output_request("cmd=workunit_file&wu_name=j1&file_num=0&auth_str=x") == R(
+        "workunit_file", "x", wu_name="j1")
+    assert bo.boinc_output_request("cmd=workunit_files&wu_id=7&auth_str=x") == R("workunit_files", "x", wu_id=7)
+    for query, said in [("", "missing cmd"), ("cmd=nope&auth_str=x", "bad command"),
+                        ("cmd=result_file&result_name=j&file_num=0", "missing auth_str"),
+                        ("cmd=result_file&result_name=j&auth_str=x", "missing file_num"),
+                        ("cmd=batch_files&auth_str=x", "say which batch"),
+                        ("cmd=workunit_files&wu_id=x&auth_str=x", "whole number")]:
+        with pytest.raises(bo.BadRequest, match=said):
+            bo.boinc_output_request(query)
+
+
+def test_auth_strings_are_boincs():
+    assert bo.auth_str(ALICE, "j1_0") == boinc_md5(ALICE, "j1_0") and bo.auth_str(ALICE, 4) == boinc_md5(ALICE, 4)
+    signed = bo.BoincOutputRequest("result_file", boinc_md5(ALICE, "j1_0"))
+    assert bo.boinc_auth_ok(signed, ALICE, "j1_0")
+    assert not bo.boinc_auth_ok(signed, BOB, "j1_0") and not bo.boinc_auth_ok(signed, ALICE, "j1_1")
+    assert not bo.boinc_auth_ok(signed, None, "j1_0")
+    upper = bo.BoincOutputRequest("result_file", boinc_md5(ALICE, "j1_0").upper())
+    assert not bo.boinc_auth_ok(upper, ALICE, "j1_0")
+    # workunit_file: the authenticator itself (lib/remote_submit.cpp get_output_file).
+    assert bo.boinc_auth_ok(bo.BoincOutputRequest("workunit_file", ALICE), ALICE, "j1")
+    assert not bo.boinc_auth_ok(bo.BoincOutputRequest("workunit_file", boinc_md5(ALICE, "j1")), ALICE, "j1")
+    assert bo.owner_problem(3, None, None) == "no batch 3" and bo.owner_problem(3, 0, None) == "no user 0"
+    assert bo.owner_problem(3, 1, ALICE) is None
+
+
+def test_an_output_is_looked_for_in_the_upload_hierarchy_then_in_results():
+    from boincserver.boinc import jobs as bj
+    assert bo.output_files(RESULT_XML) == [("j1_r0_0", "out"), ("j1_r0_1", "log.txt")]
+    assert bo.output_places(4, "j1", True, "j1_r0_0", "out", 1024) == [
+        ("upload", bj.dir_hier_path("j1_r0_0", 1024)), ("results", "4/j1__file_out")]
+    assert bo.output_places(4, "j1", False, "j1_r0_0", "out", 1024) == [("upload", bj.dir_hier_path("j1_r0_0", 1024))]
+    assert bo.output_places(4, "j1", True, "../x", "out", 1024) == []
+    assert bo.output_places(4, "j1", True, "j1_r0_0", "a/b", 1024) == [("upload", bj.dir_hier_path("j1_r0_0", 1024))]
+
+
+def get_output(root, query, method="GET"):
+    return cgi(root, "get_output.php", query, method=method)
+
+
+def test_result_file_answers_the_bytes_to_the_owners_auth_string(root):
+    query = f"cmd=result_file&result_name=j1_0&file_num=0&auth_str={boinc_md5(ALICE, 'j1_0')}"
+    code, status, headers, data, err = get_output(root, query)
+    assert (code, status, data) == (0, 200, b"<b>j1 out</b>\n"), err
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == 'attachment; filename="j1_r0_0"'
+    assert headers["Content-Length"] == str(len(data))
+    assert refused(root, "get_output.php", query.replace(boinc_md5(ALICE, "j1_0"), boinc_md5(BOB, "j1_0"))) == (
+        403, "ERROR: bad authenticator")
+    assert refused(root, "get_output.php", query.replace("file_num=0", "file_num=2")) == (
+        404, "ERROR: bad file num: job instance j1_0 has 2 output file(s), 2 is none of them")
+    status, said = refused(root, "get_output.php", query.replace("file_num=0", "file_num=1"))
+    assert status == 404 and said.startswith("ERROR: no such file j1_r0_1")
+    assert refused(root, "get_output.php", "cmd=result_file&result_name=zz_0&file_num=0&auth_str=x") == (
+        404, "ERROR: no job instance 'zz_0'")
+    # `boincserver submit`'s batch (user 0) and a job in no batch: no owner to sign.
+    assert refused(root, "get_output.php", f"cmd=result_file&result_name=m1_0&file_num=0&auth_str="
+                                           f"{boinc_md5(ALICE, 'm1_0')}") == (403, "ERROR: no user 0")
+    assert refused(root, "get_output.php", "cmd=result_file&result_name=loose_0&file_num=0&auth_str=x") == (
+        403, "ERROR: no batch 0")
+
+
+def test_an_output_not_assimilated_yet_comes_from_the_upload_hierarchy(root):
+    from boincserver.boinc import jobs as bj
+    # k1's canonical output still in upload/, as before sample_assimilator moved it.
+    moved = root / "results" / "2" / "k1__file_out"
+    upload = root / "upload" / bj.dir_hier_path("k1_r0_0", 1024)
+    upload.parent.mkdir(parents=True)
+    moved.rename(upload)
+    query = f"cmd=result_file&result_name=k1_0&file_num=0&auth_str={boinc_md5(BOB, 'k1_0')}"
+    assert get_output(root, query)[3] == b"<b>k1 out</b>\n"
+    # A job not done: its instance's upload is served (BOINC's page does too), never results/.
+    pending = root / "upload" / bj.dir_hier_path("j2_r0_0", 1024)
+    pending.parent.mkdir(parents=True, exist_ok=True)
+    pending.write_bytes(b"partial")
+    (root / "results" / "1" / "j2__file_out").write_text("not j2_0's")
+    assert get_output(root, f"cmd=result_file&result_name=j2_0&file_num=0&auth_str={boinc_md5(ALICE, 'j2_0')}")[3] \
+        == b"partial"
+    pending.unlink()
+    assert refused(root, "get_output.php",
+                   f"cmd=result_file&result_name=j2_0&file_num=0&auth_str={boinc_md5(ALICE, 'j2_0')}")[0] == 404
+
+
+def test_workunit_file_takes_the_authenticator_itself(root):
+    code, status, headers, data, err = get_output(root, f"cmd=workunit_file&wu_name=j1&file_num=0&auth_str={ALICE}")
+    assert (status, data) == (200, b"<b>j1 out</b>\n"), err
+    assert refused(root, "get_output.php", f"cmd=workunit_file&wu_name=j1&file_num=0&auth_str={BOB}") == (
+        403, "ERROR: bad authenticator")
+    assert refused(root, "get_output.php", f"cmd=workunit_file&wu_name=j2&file_num=0&auth_str={ALICE}") == (
+        404, "ERROR: no canonical result for wu j2 (not done yet, or failed)")
+    assert refused(root, "get_output.php", f"cmd=workunit_file&wu_name=zz&file_num=0&auth_str={ALICE}")[0] == 404
+
+
+def zip_of(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_batch_and_workunit_zips_hold_the_outputs_under_their_physical_names(root, db):
+    (root / "results" / "1" / "j1__file_log.txt").write_bytes(os.urandom(200_000))
+    code, status, headers, data, err = get_output(root, f"cmd=batch_files&batch_id=1&auth_str={boinc_md5(ALICE, 1)}")
+    assert (code, status) == (0, 200), err
+    assert headers["Content-Type"] == "application/zip"
+    assert headers["Content-Disposition"] == 'attachment; filename="batch_1.zip"'
+    # j2 has no canonical result: not in it.
+    assert zip_of(data) == {"j1_r0_0": b"<b>j1 out</b>\n",
+                            "j1_r0_1": (root / "results" / "1" / "j1__file_log.txt").read_bytes()}
+    assert zip_of(get_output(root, f"cmd=batch_files&batch_name=b1&auth_str={boinc_md5(ALICE, 1)}")[3]) == \
+        zip_of(data)
+    _, status, headers, data, _ = get_output(root, f"cmd=workunit_files&wu_id=1&auth_str={boinc_md5(ALICE, 1)}")
+    assert status == 200 and headers["Content-Disposition"] == 'attachment; filename="j1.zip"'
+    assert list(zip_of(data)) == ["j1_r0_0", "j1_r0_1"]
+    assert not any(p.suffix == ".zip" for p in root.rglob("*"))  # nothing written in the project
+    assert refused(root, "get_output.php", f"cmd=batch_files&batch_id=1&auth_str={boinc_md5(BOB, 1)}") == (
+        403, "ERROR: bad authenticator")
+    assert refused(root, "get_output.php", f"cmd=batch_files&batch_id=9&auth_str={boinc_md5(ALICE, 9)}") == (
+        404, "ERROR: no batch 9")
+    assert refused(root, "get_output.php", f"cmd=workunit_files&wu_id=2&auth_str={boinc_md5(ALICE, 2)}")[0] == 404
+    # A batch without outputs: an empty zip archive (BOINC's page sends a file of no bytes).
+    with _conn(db) as conn:
+        conn.execute("INSERT INTO batch (id, user_id, name, njobs, state) VALUES (5, 1, 'empty', 0, 1)")
+    _, status, _, data, _ = get_output(root, f"cmd=batch_files&batch_id=5&auth_str={boinc_md5(ALICE, 5)}")
+    assert status == 200 and zip_of(data) == {}
+
+
+def test_get_output_refusals(root):
+    assert refused(root, "get_output.php", "cmd=nope&auth_str=x") == (
+        400, "ERROR: bad command: cmd must be result_file, batch_files, workunit_file or workunit_files")
+    assert refused(root, "get_output.php", "cmd=batch_files&batch_id=1", method="POST")[0] == 405
+    assert refused(root, "get_output.php", "cmd=batch_files&batch_id=1")[0] == 400
+
+
 # -- the image --------------------------------------------------------------------------------
 IMAGE = paths.data_dir("images") / "apache"
 
@@ -346,11 +497,14 @@ def test_apache_routes_both_urls_to_the_cgi_before_the_projects_alias():
     match = re.search(r'^ScriptAliasMatch "([^"]+)" (\S+)$', conf, re.M)
     assert match.group(2) == "/usr/local/libexec/boincserver/boincserver-outputs"
     pattern = re.compile(match.group(1).replace("${PROJECT}", "demo"))
-    for path in ("/demo/get_output3.php", "/demo/boincserver_results", "/demo/get_output3.php/x"):
+    for path in ("/demo/get_output3.php", "/demo/boincserver_results", "/demo/get_output3.php/x",
+                 "/demo/get_output.php"):
         assert pattern.match(path)
     assert not pattern.match("/demo/index.php") and not pattern.match("/demox/get_output3.php")
+    assert not pattern.match("/demo/get_output2.php")  # BOINC's own, with its own authentication
     assert "PassEnv PROJECT PROJECT_ROOT" in conf and "SetEnv PYTHONPATH /usr/local/lib/boincserver" in conf
     assert re.search(r'<Files "get_output3.php">\s+Require all denied', conf)
+    assert re.search(r'<Files "get_output.php">\s+Require all denied', conf)
 
 
 def test_the_cgi_entry_point_runs_the_shipped_module(tmp_path):

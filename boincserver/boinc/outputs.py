@@ -22,10 +22,47 @@ Facts from the pinned server source:
   unique(authenticator) in db/constraints.sql).
 - A batch belongs to batch.user_id (db/schema.sql batch); batches made by `boincserver submit`
   have user 0, which is nobody's account (user ids start at 1).
+
+get_output.php, the page BOINC's remote-submission clients fetch outputs from
+(lib/boinc_submit.py get_output_file_url, get_output_files_url; lib/submit_api.py
+get_output_file, get_output_files; lib/remote_submit.cpp get_output_file), also goes to our CGI
+program. Facts from the pinned html/user/get_output.php:
+
+- `cmd=result_file&result_name=R&file_num=N&auth_str=md5(authenticator.R)` (33-69): output N of
+  result (instance) R, any instance of the job; `cmd=batch_files&batch_id=B&auth_str=
+  md5(authenticator.B)` (74-125; or batch_name=, read with get_int so only a number works): a zip
+  of the outputs of every job of B that has a canonical result, each under its physical name
+  (`zip -jq`), a file of no bytes when there is none; `cmd=workunit_file&wu_name=W&file_num=N&
+  auth_str=AUTHENTICATOR` (129-159: the authenticator itself, compared as it is): output N of W's
+  canonical result; `cmd=workunit_files&wu_id=I&auth_str=md5(authenticator.I)` (163-207): a
+  zip of W's canonical result's outputs. The authenticator is the batch owner's (result ->
+  workunit -> batch -> user); anything else answers `ERROR: ...` (return_error, die) with
+  HTTP 200 (27-29, the dispatch 209-231). A single file goes out as do_download sends it
+  (html/inc/util.inc 1051-1063): application/octet-stream, `attachment; filename=<its
+  physical name>`.
+- Output N is the Nth <file_info> of the result's xml_doc_out (submit_util.inc
+  get_outfile_phys_names 275-284), read from the upload hierarchy: <upload_dir>/<fanout
+  dir>/<physical name> (html/inc/dir_hier.inc 21-37, as boinc.jobs.dir_hier_path). The client
+  reports its outputs in the order of the result's <file_ref>s, which is the order used here,
+  from xml_doc_in (each <file_ref> has the <file_name> and <open_name>); sample_assimilator
+  reads the same <file_ref>s (sched/validate_util.cpp get_output_file_infos 103-138).
+
+What changes here, and why: sample_assimilator moves a canonical result's outputs out of the
+upload hierarchy into results/ (above), so BOINC's page answers "no such file" for every job
+our apps finished. Ours answers the same URLs with the same auth strings, looking in the upload
+hierarchy first (any instance; a canonical one before its assimilation; apps whose assimilator
+leaves the files there) and then, for a canonical result, in results/<batch>/ (a rename moves
+the file between the two, so one of the looks finds it). Refusals keep BOINC's `ERROR: ` text
+but with an HTTP error status (403, 404, 400) in place of 200. A zip of nothing is an empty zip
+archive, not a file of no bytes; batch_name is read as text (the first batch of that name).
+Zips are made while they are sent, nothing written in the project (BOINC's writes them into
+html/cache/ and /tmp). Note that workunit_file carries the account's authenticator itself in
+the URL (so in access logs): BOINC's protocol, answered as is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import xml.etree.ElementTree as ET
@@ -40,7 +77,8 @@ Statement = tuple[str, tuple]
 AUTH_COOKIE = "auth"
 GET_OUTPUT = "get_output3.php"
 RESULTS = "boincserver_results"
-ENDPOINTS = (GET_OUTPUT, RESULTS)
+BOINC_GET_OUTPUT = "get_output.php"
+ENDPOINTS = (GET_OUTPUT, RESULTS, BOINC_GET_OUTPUT)
 # is_valid_filename's characters (\w is ASCII in PHP's preg without /u).
 _FILENAME = re.compile(r"[A-Za-z0-9_. -]{1,255}")
 _ID = re.compile(r"[0-9]{1,18}")
@@ -233,8 +271,9 @@ def valid_filename(name: str) -> bool:
     return bool(_FILENAME.fullmatch(name))
 
 
-def open_names(xml_doc_in: str | bytes | None) -> list[str]:
-    """The open names of a result's outputs, in order (get_output3.php's index counts them)."""
+def output_files(xml_doc_in: str | bytes | None) -> list[tuple[str, str]]:
+    """(physical name, open name) of a result's outputs, in order: the <file_ref>s of its
+    xml_doc_in's <result> (get_output3.php's index and get_output.php's file_num count them)."""
     if isinstance(xml_doc_in, bytes):
         xml_doc_in = xml_doc_in.decode("utf-8", "replace")
     try:
@@ -244,7 +283,13 @@ def open_names(xml_doc_in: str | bytes | None) -> list[str]:
     result = root.find("result")
     if result is None:
         return []
-    return [(ref.findtext("open_name") or "").strip() for ref in result.findall("file_ref")]
+    return [((ref.findtext("file_name") or "").strip(), (ref.findtext("open_name") or "").strip())
+            for ref in result.findall("file_ref")]
+
+
+def open_names(xml_doc_in: str | bytes | None) -> list[str]:
+    """The open names of a result's outputs, in order (get_output3.php's index counts them)."""
+    return [open_name for _, open_name in output_files(xml_doc_in)]
 
 
 def output_file(batch: int, wu_name: str, xml_doc_in: str | bytes | None, index: int) -> tuple[str | None, str]:
@@ -265,3 +310,100 @@ def zip_members(entries: Iterable[str]) -> list[str]:
     """The files of results/<batch>/ a batch's zip holds, in order, under their own names (as
     BOINC's `zip -q batch_B.zip *` had them: hidden ones left out)."""
     return sorted(e for e in entries if not e.startswith(".") and "/" not in e)
+
+
+# -- get_output.php: BOINC's remote-submission clients --------------------------------------------
+BOINC_COMMANDS = ("result_file", "batch_files", "workunit_file", "workunit_files")
+ERROR = "ERROR: "  # how get_output.php's refusals begin (return_error)
+UPLOAD, RESULTS_AREA = "upload", "results"
+
+# The batch owner's id and authenticator come with each thing asked for (NULL: no such row).
+_OWNER = "LEFT JOIN batch b ON b.id=w.batch LEFT JOIN user u ON u.id=b.user_id"
+RESULT_BY_NAME = ("SELECT r.id, r.name, r.xml_doc_in, w.name, w.batch, w.canonical_resultid, b.user_id, "
+                  f"u.authenticator FROM result r JOIN workunit w ON w.id=r.workunitid {_OWNER} WHERE r.name=%s")
+_WORKUNIT = ("SELECT w.id, w.name, w.batch, w.canonical_resultid, b.user_id, u.authenticator "
+             f"FROM workunit w {_OWNER} ")
+WORKUNIT_BY_NAME = _WORKUNIT + "WHERE w.name=%s"
+WORKUNIT_BY_ID = _WORKUNIT + "WHERE w.id=%s"
+_BATCH = "SELECT b.id, b.user_id, u.authenticator FROM batch b LEFT JOIN user u ON u.id=b.user_id "
+BATCH_BY_ID = _BATCH + "WHERE b.id=%s"
+BATCH_BY_NAME = _BATCH + "WHERE b.name=%s ORDER BY b.id LIMIT 1"
+RESULT_DOC = "SELECT xml_doc_in FROM result WHERE id=%s"
+# The jobs of a batch with a canonical result, and that result's outputs.
+BATCH_CANONICAL = ("SELECT w.name, w.batch, r.xml_doc_in FROM workunit w JOIN result r ON r.id=w.canonical_resultid "
+                   "WHERE w.batch=%s AND w.canonical_resultid<>0 ORDER BY w.id")
+
+
+@dataclass(frozen=True)
+class BoincOutputRequest:
+    """get_output.php's request: its cmd, auth_str and what it names."""
+    cmd: str
+    auth_str: str
+    result_name: str = ""
+    wu_name: str = ""
+    file_num: int = 0
+    batch_id: int = 0
+    batch_name: str = ""
+    wu_id: int = 0
+
+
+def boinc_output_request(query: str) -> BoincOutputRequest:
+    """get_output.php's query string, with the fields each cmd reads (get_str, get_int)."""
+    fields = query_fields(query)
+    cmd = _one(fields, "cmd")
+    if cmd not in BOINC_COMMANDS:
+        raise BadRequest("bad command: cmd must be result_file, batch_files, workunit_file or workunit_files")
+    auth = _one(fields, "auth_str")
+    if cmd == "result_file":
+        return BoincOutputRequest(cmd, auth, result_name=_one(fields, "result_name"),
+                                  file_num=_id(fields, "file_num"))
+    if cmd == "workunit_file":
+        return BoincOutputRequest(cmd, auth, wu_name=_one(fields, "wu_name"), file_num=_id(fields, "file_num"))
+    if cmd == "workunit_files":
+        return BoincOutputRequest(cmd, auth, wu_id=_id(fields, "wu_id"))
+    if fields.get("batch_id", [""]) != [""]:
+        return BoincOutputRequest(cmd, auth, batch_id=_id(fields, "batch_id"))
+    name = _one(fields, "batch_name") if "batch_name" in fields else ""
+    if not name:
+        raise BadRequest("say which batch: batch_id (or batch_name)")
+    return BoincOutputRequest(cmd, auth, batch_name=name)
+
+
+def auth_str(authenticator: str, subject: str | int) -> str:
+    """md5(authenticator . subject) in hex: what BOINC's clients send as auth_str for a result
+    (its name), a batch or a workunit (their ids)."""
+    return hashlib.md5((authenticator + str(subject)).encode()).hexdigest()
+
+
+def boinc_auth_ok(request: BoincOutputRequest, owner_authenticator: str | None, subject: str | int) -> bool:
+    """Whether the request's auth_str is the one the batch owner's authenticator makes for
+    `subject` (workunit_file: the authenticator itself)."""
+    if not owner_authenticator:
+        return False
+    expected = owner_authenticator if request.cmd == "workunit_file" else auth_str(owner_authenticator, subject)
+    return hmac.compare_digest(expected.encode(), request.auth_str.encode())
+
+
+def owner_problem(batch: int, user_id: int | None, authenticator: str | None) -> str | None:
+    """Why a thing of batch `batch` has no owner whose authenticator could sign for it
+    (user_id None: no batch row; authenticator None: no such user, as user 0 of `boincserver
+    submit`'s batches), worded as get_output.php's "no batch", "no user"; None: it has one."""
+    if user_id is None:
+        return f"no batch {batch}"
+    if not authenticator:
+        return f"no user {user_id}"
+    return None
+
+
+def output_places(batch: int, wu_name: str, canonical: bool, phys_name: str, open_name: str,
+                  fanout: int) -> list[tuple[str, str]]:
+    """Where one output of a result may be, in the order to look: (UPLOAD, path under the
+    upload folder), then, for the job's canonical result, (RESULTS_AREA, path under results/).
+    No place for a name that is not a plain file name."""
+    if not valid_filename(phys_name):
+        return []
+    places = [(UPLOAD, bj.dir_hier_path(phys_name, fanout))]
+    if canonical and valid_filename(wu_name) and valid_filename(open_name):
+        places.append((RESULTS_AREA, bj.output_name(batch, wu_name, open_name)))
+    return places
+

@@ -10,10 +10,16 @@ facts and the pure parts).
 - `POST /PROJECT/boincserver_results` (form fields authenticator, batch=ID or wu=NAME repeated,
   tar=1): what boincserver-jobs `status` answers (container/jobs.py), for that account's
   batches only: the JSON report, or with tar=1 a tar stream of the outputs ending with the report.
+- `GET /PROJECT/get_output.php?cmd=result_file|batch_files|workunit_file|workunit_files&...
+  &auth_str=...`: BOINC's page for its remote-submission clients (lib/boinc_submit.py and the
+  others), answered with BOINC's auth strings, to the batch's owner, from the upload hierarchy
+  or from results/, where sample_assimilator moved the file (boinc/outputs.py says what
+  differs from BOINC's page and why): one output's bytes, or a zip of outputs under their
+  physical names, made while it is sent.
 
 Refusals are plain text, one line: 400 (a request no answer fits), 403 (not logged in, a bad
 authenticator, another account's batch or job), 404 (no such result, batch or job, or no
-output yet), 405, 413, 415.
+output yet), 405, 413, 415. get_output.php's begin with BOINC's `ERROR: `.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import json
 import os
 import shutil
 import sys
+import time
 import traceback
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterable
 
+from boincserver.boinc import configxml
+from boincserver.boinc import jobs as bj
 from boincserver.boinc import outputs as bo
 from boincserver.container import common, jobs
 from boincserver.container.common import ProjectFolder, Refused
@@ -187,6 +196,155 @@ def results(project: ProjectFolder, environ: dict[str, str], out: IO[bytes], std
     body.flush()
 
 
+# -- get_output.php (BOINC's remote-submission clients) ------------------------------------------
+class Places:
+    """Where outputs are: the upload hierarchy (config.xml's upload_dir and uldl_dir_fanout)
+    and results/."""
+
+    def __init__(self, root: Path):
+        config = (root / "config.xml").read_text()
+        self.upload = Path(configxml.get_element(config, "upload_dir") or root / "upload")
+        self.fanout = int(configxml.get_element(config, "uldl_dir_fanout") or bj.DEFAULT_FANOUT)
+        self.results = root / "results"
+
+    def open(self, places: list[tuple[str, str]]) -> IO[bytes] | None:
+        """The first of these places that holds the file, opened; None if none does. Open, the
+        file stays readable if the assimilator moves it meanwhile."""
+        for area, relpath in places:
+            try:
+                return open((self.upload if area == bo.UPLOAD else self.results) / relpath, "rb")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+        return None
+
+
+def _boinc_refusal(status: int, reason: str) -> Refusal:
+    return Refusal(status, bo.ERROR + reason)
+
+
+def _check_signed(request: bo.BoincOutputRequest, batch: int, user_id: int | None, authenticator: str | None,
+                  subject: str | int) -> None:
+    problem = bo.owner_problem(batch, user_id, authenticator)
+    if problem:
+        raise _boinc_refusal(403, problem)
+    if not bo.boinc_auth_ok(request, authenticator, subject):
+        raise _boinc_refusal(403, "bad authenticator")
+
+
+def _send_output(places: Places, out: IO[bytes], xml_doc_in, wu_name: str, batch: int, canonical: bool,
+                 file_num: int, what: str) -> None:
+    files = bo.output_files(xml_doc_in)
+    if file_num >= len(files):
+        raise _boinc_refusal(404, f"bad file num: {what} has {len(files)} output file(s), {file_num} is none of them")
+    phys_name, open_name = files[file_num]
+    f = places.open(bo.output_places(int(batch), wu_name, canonical, phys_name, open_name, places.fanout))
+    if f is None:
+        raise _boinc_refusal(404, f"no such file {phys_name} ({what}: not uploaded yet, or deleted)")
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        out.write(bo.cgi_head(200, [("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
+                                    ("Content-Disposition", f'attachment; filename="{phys_name}"'),
+                                    ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "private")]))
+        shutil.copyfileobj(f, out, CHUNK)
+
+
+def _send_zip(places: Places, out: IO[bytes], name: str, jobs: Iterable[tuple[str, int, object]]) -> None:
+    """A zip of the outputs of these canonical results ((job name, batch, xml_doc_in) each) under
+    their physical names; outputs not there are left out, as BOINC's page leaves them."""
+    body = Body(out, [("Content-Type", "application/zip"), ("X-Content-Type-Options", "nosniff"),
+                      ("Content-Disposition", f'attachment; filename="{name}"'), ("Cache-Control", "private")])
+    with zipfile.ZipFile(body, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for wu_name, batch, xml_doc_in in jobs:
+            for phys_name, open_name in bo.output_files(xml_doc_in):
+                f = places.open(bo.output_places(int(batch), wu_name, True, phys_name, open_name, places.fanout))
+                if f is None:
+                    continue
+                with f:
+                    stat = os.fstat(f.fileno())
+                    info = zipfile.ZipInfo(phys_name, time.localtime(stat.st_mtime)[:6])
+                    info.compress_type, info.file_size = zipfile.ZIP_DEFLATED, stat.st_size
+                    with zf.open(info, "w") as member:
+                        shutil.copyfileobj(f, member, CHUNK)
+    body.flush()
+
+
+def result_file(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
+    cursor = project.cursor()
+    cursor.execute(bo.RESULT_BY_NAME, (request.result_name,))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, f"no job instance {request.result_name[:200]!r}")
+    result_id, result_name, xml_doc_in, wu_name, batch, canonical, user_id, authenticator = row
+    _check_signed(request, int(batch), user_id, authenticator, result_name)
+    _send_output(Places(project.root), out, xml_doc_in, wu_name, int(batch), int(canonical) == int(result_id),
+                 request.file_num, f"job instance {result_name}")
+
+
+def _canonical_doc(project: ProjectFolder, canonical: int, wu_name: str):
+    if not canonical:
+        raise _boinc_refusal(404, f"no canonical result for wu {wu_name} (not done yet, or failed)")
+    cursor = project.cursor()
+    cursor.execute(bo.RESULT_DOC, (int(canonical),))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, f"no canonical result for wu {wu_name} (result {canonical} is gone)")
+    return row[0]
+
+
+def workunit_file(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
+    cursor = project.cursor()
+    cursor.execute(bo.WORKUNIT_BY_NAME, (request.wu_name,))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, f"no workunit {request.wu_name[:200]!r}")
+    _, wu_name, batch, canonical, user_id, authenticator = row
+    _check_signed(request, int(batch), user_id, authenticator, wu_name)
+    xml_doc_in = _canonical_doc(project, canonical, wu_name)
+    _send_output(Places(project.root), out, xml_doc_in, wu_name, int(batch), True, request.file_num,
+                 f"wu {wu_name}")
+
+
+def workunit_files(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
+    cursor = project.cursor()
+    cursor.execute(bo.WORKUNIT_BY_ID, (request.wu_id,))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, f"no workunit {request.wu_id}")
+    wu_id, wu_name, batch, canonical, user_id, authenticator = row
+    _check_signed(request, int(batch), user_id, authenticator, int(wu_id))
+    xml_doc_in = _canonical_doc(project, canonical, wu_name)
+    _send_zip(Places(project.root), out, f"{wu_name}.zip", [(wu_name, int(batch), xml_doc_in)])
+
+
+def batch_files(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
+    cursor = project.cursor()
+    if request.batch_name:
+        cursor.execute(bo.BATCH_BY_NAME, (request.batch_name,))
+    else:
+        cursor.execute(bo.BATCH_BY_ID, (request.batch_id,))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, f"no batch {request.batch_name[:200] or request.batch_id}")
+    batch, user_id, authenticator = row
+    _check_signed(request, int(batch), user_id, authenticator, int(batch))
+    cursor.execute(bo.BATCH_CANONICAL, (int(batch),))
+    _send_zip(Places(project.root), out, bo.zip_name(int(batch)), cursor.fetchall())
+
+
+BOINC_COMMANDS = {"result_file": result_file, "batch_files": batch_files, "workunit_file": workunit_file,
+                  "workunit_files": workunit_files}
+
+
+def boinc_get_output(project: ProjectFolder, environ: dict[str, str], out: IO[bytes]) -> None:
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        raise _boinc_refusal(405, "use GET")
+    try:
+        request = bo.boinc_output_request(environ.get("QUERY_STRING", ""))
+    except bo.BadRequest as exc:
+        raise _boinc_refusal(400, str(exc)) from None
+    BOINC_COMMANDS[request.cmd](project, request, out)
+
+
 class Output:
     """The CGI program's standard output, knowing whether anything went out yet."""
 
@@ -212,6 +370,8 @@ def answer(environ: dict[str, str], stdin: IO[bytes], raw_out: IO[bytes], err: I
             get_output(project, environ, out)
         elif which == bo.RESULTS:
             results(project, environ, out, stdin)
+        elif which == bo.BOINC_GET_OUTPUT:
+            boinc_get_output(project, environ, out)
         else:
             raise Refusal(404, "no such page")
     except Refusal as exc:

@@ -308,9 +308,10 @@ def _safe_member(name: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def unpack_outputs(stream, out: Path) -> tuple[dict | None, list[str]]:
+def unpack_outputs(stream, out: Path) -> dict:
     """A results tar stream (boincserver-jobs status --tar, locally or through the results
-    endpoint) unpacked: (its report, the files written as OUT/<job>/<output name>)."""
+    endpoint) unpacked: its report, with the files written as OUT/<job>/<output name> under
+    "copied" and OUT under "out"."""
     out.mkdir(parents=True, exist_ok=True)
     report = None
     copied = []
@@ -329,7 +330,7 @@ def unpack_outputs(stream, out: Path) -> tuple[dict | None, list[str]]:
                 while chunk := data.read(1 << 16):
                     f.write(chunk)
             copied.append(str(target))
-    return report, copied
+    return {**(report or {}), "copied": copied, "out": str(out)}
 
 
 def results(project: Project, wu_names: list[str] | None = None, batch: int | None = None,
@@ -342,11 +343,7 @@ def results(project: Project, wu_names: list[str] | None = None, batch: int | No
     if out is None:
         return jobs_helper(project, args)
     out = Path(out)
-    report, copied = jobs_helper(project, args + ["--tar"], consume=lambda stream: unpack_outputs(stream, out))
-    report = report or {}
-    report["copied"] = copied
-    report["out"] = str(out)
-    return report
+    return jobs_helper(project, args + ["--tar"], consume=lambda stream: unpack_outputs(stream, out))
 
 
 def batches(project: Project) -> list[dict]:

@@ -13,6 +13,7 @@ which answers only the batch's owner (the same report and outputs as a local `re
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import tempfile
@@ -356,15 +357,10 @@ def results(remote: Remote, wu_names: list[str] | None = None, batch: int | None
             raise RemoteError(f"{remote.url}{RESULTS_PATH} answered HTTP {response.status_code}: {reason}",
                               advice="see `boincserver logs apache` on the server")
         if out is None:
-            import json
             return json.loads(response.read())
-        report, copied = unpack_outputs(_Stream(response), Path(out))
+        return unpack_outputs(_Stream(response), Path(out))
     finally:
         response.close()
-    report = report or {}
-    report["copied"] = copied
-    report["out"] = str(out)
-    return report
 
 
 class _Stream:

@@ -135,9 +135,7 @@ def get_batch(project: ProjectFolder, user: int, request: bo.OutputRequest, out:
     files = [n for n in names if (folder / n).is_file()]
     if not files:
         raise Refusal(404, f"batch {batch} has no outputs yet")
-    body = Body(out, [("Content-Type", "application/zip"), ("X-Content-Type-Options", "nosniff"),
-                      ("Content-Disposition", f'attachment; filename="{bo.zip_name(batch)}"'),
-                      ("Cache-Control", "private")])
+    body = _zip_body(out, bo.zip_name(batch))
     # Written as it is sent: out cannot seek, so zipfile puts each size after its data.
     with zipfile.ZipFile(body, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in files:
@@ -145,13 +143,24 @@ def get_batch(project: ProjectFolder, user: int, request: bo.OutputRequest, out:
     body.flush()
 
 
-def get_output(project: ProjectFolder, environ: dict[str, str], out: IO[bytes]) -> None:
+def _zip_body(out: IO[bytes], name: str) -> Body:
+    """A zip file's answer, downloaded as `name`."""
+    return Body(out, [("Content-Type", "application/zip"), ("X-Content-Type-Options", "nosniff"),
+                      ("Content-Disposition", f'attachment; filename="{name}"'), ("Cache-Control", "private")])
+
+
+def _get_query(environ: dict[str, str], parse, refusal=Refusal):
+    """A GET page's query parsed by `parse`; 405 for another method, 400 for a bad query."""
     if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-        raise Refusal(405, "use GET")
+        raise refusal(405, "use GET")
     try:
-        request = bo.output_request(environ.get("QUERY_STRING", ""))
+        return parse(environ.get("QUERY_STRING", ""))
     except bo.BadRequest as exc:
-        raise Refusal(400, str(exc)) from None
+        raise refusal(400, str(exc)) from None
+
+
+def get_output(project: ProjectFolder, environ: dict[str, str], out: IO[bytes]) -> None:
+    request = _get_query(environ, bo.output_request)
     user = _account(project, bo.cookie(environ.get("HTTP_COOKIE")),
                     "log in first: outputs are shown to the account that submitted the batch")
     (get_file if request.action == "get_file" else get_batch)(project, user, request, out)
@@ -251,8 +260,7 @@ def _send_output(places: Places, out: IO[bytes], xml_doc_in, wu_name: str, batch
 def _send_zip(places: Places, out: IO[bytes], name: str, jobs: Iterable[tuple[str, int, object]]) -> None:
     """A zip of the outputs of these canonical results ((job name, batch, xml_doc_in) each) under
     their physical names; outputs not there are left out, as BOINC's page leaves them."""
-    body = Body(out, [("Content-Type", "application/zip"), ("X-Content-Type-Options", "nosniff"),
-                      ("Content-Disposition", f'attachment; filename="{name}"'), ("Cache-Control", "private")])
+    body = _zip_body(out, name)
     with zipfile.ZipFile(body, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for wu_name, batch, xml_doc_in in jobs:
             for phys_name, open_name in bo.output_files(xml_doc_in):
@@ -269,34 +277,33 @@ def _send_zip(places: Places, out: IO[bytes], name: str, jobs: Iterable[tuple[st
 
 
 def result_file(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
-    cursor = project.cursor()
-    cursor.execute(bo.RESULT_BY_NAME, (request.result_name,))
-    row = cursor.fetchone()
-    if row is None:
-        raise _boinc_refusal(404, f"no job instance {request.result_name[:200]!r}")
+    row = _row_or_404(project, bo.RESULT_BY_NAME, request.result_name,
+                      f"no job instance {request.result_name[:200]!r}")
     result_id, result_name, xml_doc_in, wu_name, batch, canonical, user_id, authenticator = row
     _check_signed(request, int(batch), user_id, authenticator, result_name)
     _send_output(Places(project.root), out, xml_doc_in, wu_name, int(batch), int(canonical) == int(result_id),
                  request.file_num, f"job instance {result_name}")
 
 
+def _row_or_404(project: ProjectFolder, statement: str, key, missing: str) -> tuple:
+    """The one row `statement` finds for `key`, or BOINC's refusal saying what is missing."""
+    cursor = project.cursor()
+    cursor.execute(statement, (key,))
+    row = cursor.fetchone()
+    if row is None:
+        raise _boinc_refusal(404, missing)
+    return row
+
+
 def _canonical_doc(project: ProjectFolder, canonical: int, wu_name: str):
     if not canonical:
         raise _boinc_refusal(404, f"no canonical result for wu {wu_name} (not done yet, or failed)")
-    cursor = project.cursor()
-    cursor.execute(bo.RESULT_DOC, (int(canonical),))
-    row = cursor.fetchone()
-    if row is None:
-        raise _boinc_refusal(404, f"no canonical result for wu {wu_name} (result {canonical} is gone)")
-    return row[0]
+    return _row_or_404(project, bo.RESULT_DOC, int(canonical),
+                       f"no canonical result for wu {wu_name} (result {canonical} is gone)")[0]
 
 
 def workunit_file(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
-    cursor = project.cursor()
-    cursor.execute(bo.WORKUNIT_BY_NAME, (request.wu_name,))
-    row = cursor.fetchone()
-    if row is None:
-        raise _boinc_refusal(404, f"no workunit {request.wu_name[:200]!r}")
+    row = _row_or_404(project, bo.WORKUNIT_BY_NAME, request.wu_name, f"no workunit {request.wu_name[:200]!r}")
     _, wu_name, batch, canonical, user_id, authenticator = row
     _check_signed(request, int(batch), user_id, authenticator, wu_name)
     xml_doc_in = _canonical_doc(project, canonical, wu_name)
@@ -305,11 +312,7 @@ def workunit_file(project: ProjectFolder, request: bo.BoincOutputRequest, out: I
 
 
 def workunit_files(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
-    cursor = project.cursor()
-    cursor.execute(bo.WORKUNIT_BY_ID, (request.wu_id,))
-    row = cursor.fetchone()
-    if row is None:
-        raise _boinc_refusal(404, f"no workunit {request.wu_id}")
+    row = _row_or_404(project, bo.WORKUNIT_BY_ID, request.wu_id, f"no workunit {request.wu_id}")
     wu_id, wu_name, batch, canonical, user_id, authenticator = row
     _check_signed(request, int(batch), user_id, authenticator, int(wu_id))
     xml_doc_in = _canonical_doc(project, canonical, wu_name)
@@ -317,16 +320,13 @@ def workunit_files(project: ProjectFolder, request: bo.BoincOutputRequest, out: 
 
 
 def batch_files(project: ProjectFolder, request: bo.BoincOutputRequest, out: IO[bytes]) -> None:
-    cursor = project.cursor()
-    if request.batch_name:
-        cursor.execute(bo.BATCH_BY_NAME, (request.batch_name,))
-    else:
-        cursor.execute(bo.BATCH_BY_ID, (request.batch_id,))
-    row = cursor.fetchone()
-    if row is None:
-        raise _boinc_refusal(404, f"no batch {request.batch_name[:200] or request.batch_id}")
+    by_name = bool(request.batch_name)
+    row = _row_or_404(project, bo.BATCH_BY_NAME if by_name else bo.BATCH_BY_ID,
+                      request.batch_name if by_name else request.batch_id,
+                      f"no batch {request.batch_name[:200] or request.batch_id}")
     batch, user_id, authenticator = row
     _check_signed(request, int(batch), user_id, authenticator, int(batch))
+    cursor = project.cursor()
     cursor.execute(bo.BATCH_CANONICAL, (int(batch),))
     _send_zip(Places(project.root), out, bo.zip_name(int(batch)), cursor.fetchall())
 
@@ -336,12 +336,7 @@ BOINC_COMMANDS = {"result_file": result_file, "batch_files": batch_files, "worku
 
 
 def boinc_get_output(project: ProjectFolder, environ: dict[str, str], out: IO[bytes]) -> None:
-    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-        raise _boinc_refusal(405, "use GET")
-    try:
-        request = bo.boinc_output_request(environ.get("QUERY_STRING", ""))
-    except bo.BadRequest as exc:
-        raise _boinc_refusal(400, str(exc)) from None
+    request = _get_query(environ, bo.boinc_output_request, _boinc_refusal)
     BOINC_COMMANDS[request.cmd](project, request, out)
 
 

@@ -232,7 +232,8 @@ def _upload_groups(inputs: list[_Input]) -> Iterator[list[_Input]]:
         yield group
 
 
-def send_inputs(remote: Remote, inputs: list[_Input], batch_id: int, progress: Callable[[str], None]) -> tuple[int, int]:
+def send_inputs(remote: Remote, inputs: list[_Input], batch_id: int,
+                progress: Callable[[str], None]) -> tuple[int, int]:
     """The inputs the project lacks, uploaded: (files, bytes) sent."""
     absent: list[_Input] = []
     for i in range(0, len(inputs), rpc.MAX_QUERY_NAMES):

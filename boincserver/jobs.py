@@ -73,7 +73,7 @@ class SubmitResult:
     dry_run: bool = False
 
 
-def _lines(path: Path) -> Iterator[str]:
+def jobs_file_lines(path: Path) -> Iterator[str]:
     try:
         with open(path, encoding="utf-8") as f:
             yield from f
@@ -116,7 +116,7 @@ def check_jobs_file(path: Path, names_out: IO[bytes] | None = None) -> Checked:
             errors.append(msg)
 
     def lines() -> Iterator[str]:
-        for text in _lines(path):
+        for text in jobs_file_lines(path):
             h.update(text.encode())
             yield text
 
@@ -255,7 +255,7 @@ def _submit(project: Project, app: str, jobs_file: Path, checked: Checked, recor
             checked.add_docker_problem(f"job {name}", exc)
     if not dry_run:
         refuse_for_docker_app(project, app, checked)
-    jobs = (j for j in bj.parse_jobs(_lines(jobs_file)) if isinstance(j, bj.Job))
+    jobs = (j for j in bj.parse_jobs(jobs_file_lines(jobs_file)) if isinstance(j, bj.Job))
     if dry_run:
         with open(os.devnull, "wb") as sink:
             feed = jobs_to_stream(jobs, jobs_file.parent, prefix, "dry-run", None, recorded, checked.jobs)

@@ -30,7 +30,8 @@ from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.boinc import submit_rpc as rpc
 from boincserver.errors import BoincServerError, InvalidInput
-from boincserver.jobs import SHOWN_ERRORS, SubmitResult, check_jobs_file, refusals, unpack_outputs
+from boincserver.jobs import (SHOWN_ERRORS, SubmitResult, check_jobs_file, jobs_file_lines, refusals,
+                              unpack_outputs)
 from boincserver.job_stream import input_path
 
 # boincserver's results endpoint in the apache service (images/apache/outputs.conf).
@@ -193,7 +194,7 @@ def remote_jobs(jobs_file: Path, prefix: str) -> tuple[list[rpc.RemoteJob], dict
     inputs: dict[str, _Input] = {}
     jobs: list[rpc.RemoteJob] = []
     errors: list[str] = []
-    for job in bj.parse_jobs(jobs_file.open(encoding="utf-8")):
+    for job in bj.parse_jobs(jobs_file_lines(jobs_file)):
         if not isinstance(job, bj.Job):
             continue
         if job.command_line:

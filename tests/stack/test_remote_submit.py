@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ import pytest
 from .conftest import Stack, ensure_example_app, run_cli, sql
 
 TIMEOUT = 420
-INPUTS = {"plain.txt": b"hello remote world\n",
-          "markup.txt": b"<tag attr=\"1\"> & ampersand; 'quotes' \xc3\xa9t\xc3\xa9\n",
-          "twin.txt": b"hello remote world\n"}  # the same content as plain.txt: sent once
+# Contents of this run alone: an input another test already put on the shared project would
+# (rightly) not be sent again. twin.txt has plain.txt's content: it is sent once.
+RUN = uuid.uuid4().hex.encode()
+INPUTS = {"plain.txt": b"hello remote world " + RUN + b"\n",
+          "markup.txt": b"<tag attr=\"1\"> & ampersand; 'quotes' \xc3\xa9t\xc3\xa9 " + RUN + b"\n",
+          "twin.txt": b"hello remote world " + RUN + b"\n"}
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,18 @@ def test_remote_apps_inc_defines_what_submit_php_reads():
     assert br.SUBMITTERS_TEXT.startswith("<?php\n") and "$submitters = [];\n" in br.SUBMITTERS_TEXT
 
 
+
+def test_the_buda_app_gets_its_form_and_a_docker_category():
+    """submit.php links buda_submit.php (the BUDA apps the user may submit to); show_apps.php
+    lists the BUDA science apps in place of a category named with "Docker"."""
+    text = br.remote_apps_inc([br.RemoteApp("buda", "BUDA", True), br.RemoteApp("up", "Up", True)])
+    assert text.index("'Applications' => [\n        (object)['app_name' => 'up'") < \
+        text.index("    'Docker apps (BUDA)' => [\n        (object)['app_name' => 'buda', 'long_name' => 'BUDA', "
+                   "'form' => 'buda_submit.php', 'logo' => '', 'is_assim_move' => true, ")
+    assert "Docker" in br.BUDA_CATEGORY and text.endswith("    ],\n];\n")
+    only = br.remote_apps_inc([br.RemoteApp("buda", "BUDA", True)])
+    assert "'Applications'" not in only and "'form' => 'buda_submit.php'" in only
+
 # -- the files, over a fake project ---------------------------------------------------------------
 @pytest.fixture
 def project(tmp_path, monkeypatch):

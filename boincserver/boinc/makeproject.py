@@ -35,6 +35,21 @@ def project_inc_defaults(text: str, project: str) -> str:
     return text.replace('"REPLACE WITH COPYRIGHT HOLDER"', f'"{project}"')
 
 
+REMOTE_JOB_SUBMISSION = 'define("REMOTE_JOB_SUBMISSION", true);'
+
+
+def project_inc_with_job_submission(text: str) -> str:
+    """project.inc defining REMOTE_JOB_SUBMISSION, which shows the "Job submission" menu (file
+    sandbox, submit, job status) to users with a user_submit row (html/inc/bootstrap.inc:187-219);
+    the sample does not define it. Defined right after `<?php`, before project.inc requires
+    util.inc, because bootstrap.inc reads it when it is included (23-25: submit_db.inc, which the
+    menu needs). A project.inc that names it already (true or false) is left as it is."""
+    if "REMOTE_JOB_SUBMISSION" in text or not text.startswith("<?php"):
+        return text
+    first, _, rest = text.partition("\n")
+    return f"{first}\n{REMOTE_JOB_SUBMISSION}\n{rest}"
+
+
 def ops_htaccess_with_password_file(text: str, password_file: str) -> str:
     """html/ops/.htaccess reading the ops area's passwords from `password_file`."""
     lines = [f"AuthUserFile {password_file}" if line.startswith("AuthUserFile") else line

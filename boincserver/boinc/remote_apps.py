@@ -21,6 +21,12 @@ Facts from the pinned server source:
 - `$submitters` (show_apps.php show_submitters 9-29): objects with name, interests, loc_kw and
   picture, shown under "Researchers"; an empty list leaves that part out. Who the researchers
   are is the project's to say: the file is written only where there is none.
+- The app named `buda` runs every BUDA (Docker) science app (html/user/buda_submit.php:417,
+  buda.php:763). Its web form is buda_submit.php, which, with no action, lists the BUDA apps the
+  user may submit to (buda_submit.php:395-431); its jobs' outputs are moved to results/<batch>/
+  by sample_assimilator, so submit.php links them to get_output3.php only if is_assim_move is
+  true (806-816). It is listed in a category of its own, named with "Docker", so that
+  show_apps.php lists the BUDA science apps (show_buda_apps, 59-60) in its place.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ SUBMITTERS_INC = "html/project/submitters.inc"
 # The app rows remote_apps reads.
 APP_ROWS = "SELECT name, user_friendly_name, deprecated FROM app"
 CATEGORY = "Applications"
+BUDA_APP = "buda"
+BUDA_CATEGORY = "Docker apps (BUDA)"
+BUDA_FORM = "buda_submit.php"
 # The page that lists the apps and their versions (html/user/apps.php): show_apps.php's link.
 APPS_PAGE = "apps.php"
 HEADER = ("<?php\n"
@@ -88,16 +97,20 @@ def php_string(value: str) -> str:
 def _app_object(app: RemoteApp) -> str:
     fields = [("app_name", php_string(app.name)),
               ("long_name", php_string(html.escape(app.long_name))),  # the pages print it as HTML
-              ("form", "''"), ("logo", "''"),
+              ("form", php_string(BUDA_FORM) if app.name == BUDA_APP else "''"), ("logo", "''"),
               ("is_assim_move", "true" if app.is_assim_move else "false"),
               ("description", "''"), ("sci_kw", "[]"), ("url", php_string(APPS_PAGE))]
     return "(object)[" + ", ".join(f"'{k}' => {v}" for k, v in fields) + "]"
 
 
 def remote_apps_inc(apps: Iterable[RemoteApp]) -> str:
-    """remote_apps.inc's text: $remote_apps with one category holding these apps."""
+    """remote_apps.inc's text: $remote_apps with one category holding these apps, and the
+    `buda` app, if listed, in a category of its own."""
     apps = list(apps)
     if not apps:
         return HEADER + "$remote_apps = [];\n"
-    body = "".join(f"        {_app_object(a)},\n" for a in apps)
-    return f"{HEADER}$remote_apps = [\n    {php_string(CATEGORY)} => [\n{body}    ],\n];\n"
+    groups = [(CATEGORY, [a for a in apps if a.name != BUDA_APP]),
+              (BUDA_CATEGORY, [a for a in apps if a.name == BUDA_APP])]
+    body = "".join(f"    {php_string(category)} => [\n" + "".join(f"        {_app_object(a)},\n" for a in members)
+                   + "    ],\n" for category, members in groups if members)
+    return f"{HEADER}$remote_apps = [\n{body}];\n"

@@ -16,7 +16,8 @@ The job:
    And the batch life cycle's part (container/lifecycle.py): the batch_file_assoc table BOINC's
    job_file.php needs, and the clean-up task in config.xml.
    And html/project/remote_apps.inc (and submitters.inc), which BOINC's submit.php and
-   show_apps.php require (container/remote_apps.py).
+   show_apps.php require (container/remote_apps.py), and what BUDA's pages need
+   (container/buda.py).
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -33,7 +34,7 @@ from typing import IO
 
 from boincserver.boinc import makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
-from boincserver.container import lifecycle
+from boincserver.container import buda, lifecycle
 from boincserver.container import remote_apps
 from boincserver.container.common import Mounts, Owner, Refused
 from boincserver.container.vault import Vault
@@ -244,6 +245,8 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         log(f"batch clean-up: {prepared}")
     for written in remote_apps.prepare_project(mounts.project, values):
         log(f"for BOINC's submission pages: {written}")
+    for prepared in buda.prepare_project(mounts.project, str(root), previous_url, url):
+        log(f"for BUDA (Docker apps on the web): {prepared}")
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 

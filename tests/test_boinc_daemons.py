@@ -78,7 +78,13 @@ def project(tmp_path):
     stubs.mkdir()
     (stubs / "apache2ctl").write_text(f'#!/bin/sh\necho "apache2ctl $*" >> {root / "calls.log"}\n')
     (stubs / "apache2ctl").chmod(0o755)
+    # The nudge of stalled workunits: logged, and failing while the file nudge_fails exists.
+    (stubs / "boincserver-jobs").write_text(f'#!/bin/sh\necho "$*" >> {root / "nudges.log"}\n'
+                                            f'[ ! -e {root / "nudge_fails"} ]\n')
+    (stubs / "boincserver-jobs").chmod(0o755)
+    # Passes of 0.2 s: a nudge again 10 passes after a restart, else every 100 (20 s).
     env = {**os.environ, "PROJECT_ROOT": str(root), "TMPDIR": str(tmp_path), "BOINCSERVER_DAEMONS_CHECK_S": "0.2",
+           "BOINCSERVER_NUDGE_AGAIN": "10", "BOINCSERVER_NUDGE_EVERY": "100",
            "PATH": f"{stubs}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["sh", str(SCRIPT)], cwd=root, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -126,3 +132,33 @@ def test_a_stopped_project_stays_stopped_and_term_stops_the_daemons(project):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     assert calls(root)[-1] == "stop"
+
+
+def nudges(root: Path) -> int:
+    log = root / "nudges.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_stalled_workunits_are_nudged_at_start_after_a_restart_and_again_a_little_later(project):
+    root, host, proc = project
+    assert wait_for(lambda: nudges(root) == 1)
+    time.sleep(1)
+    assert nudges(root) == 1, "nothing more while all daemons live (until the periodic nudge)"
+    os.kill(pid_of(root, host, "transitioner"), signal.SIGKILL)
+    assert wait_for(lambda: nudges(root) == 2)
+    # The requests in flight when the daemons died end after that first nudge: another follows.
+    assert wait_for(lambda: nudges(root) == 3, seconds=5)
+    assert (root / "nudges.log").read_text().splitlines() == ["nudge-stalled"] * 3
+
+
+def test_a_failed_nudge_is_tried_again(project):
+    root, host, proc = project
+    assert wait_for(lambda: nudges(root) == 1)
+    (root / "nudge_fails").touch()
+    os.kill(pid_of(root, host, "transitioner"), signal.SIGKILL)
+    assert wait_for(lambda: nudges(root) == 3, seconds=5), "failed, then tried again 6 passes later"
+    (root / "nudge_fails").unlink()
+    assert wait_for(lambda: nudges(root) == 4, seconds=5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert "nudge-stalled failed; again in 6 checks" in proc.stderr.read()

@@ -408,18 +408,26 @@ def test_apps_lists_versions_and_each_apps_own_daemons(root, db):
 
 
 # -- after a crash: results reported but never handed to the transitioner -----------------------
-def test_nudge_stalled_hands_the_transitioner_only_workunits_with_an_unvalidated_report(root, db):
-    submitted(root, stream(["stuck", "running", "validated", "due"]), "up", "four")
-    far, past = 4_000_000_000, 1_000
-    db.sql(f"UPDATE workunit SET transition_time={far}")
+def test_nudge_stalled_hands_the_transitioner_only_workunits_with_a_report_it_has_not_seen(root, db):
+    names = ["stuck", "stuck_error", "seen", "running", "validated", "due", "finished"]
+    submitted(root, stream(names), "up", "seven")
+    far, past, finished = 2_000_000_000, 1_000, 2**31 - 1
+    written, reported = 1_700_000_000, 1_700_000_100
+    # Each workunit last written (mod_time) when its result was sent, before the report ...
+    db.sql(f"UPDATE workunit SET transition_time={far}, mod_time={written}")
     db.sql(f"UPDATE workunit SET transition_time={past} WHERE name='due'")
+    db.sql(f"UPDATE workunit SET transition_time={finished} WHERE name='finished'")
     db.sql("UPDATE workunit SET canonical_resultid=3 WHERE name='validated'")
-    # The scheduler stored these reports, then died before it set transition_time.
-    db.sql("UPDATE result SET server_state=5, outcome=1 WHERE workunitid IN "
-           "(SELECT id FROM workunit WHERE name IN ('stuck', 'validated', 'due'))")
+    # ... but for the one the transitioner has handled since (a quorum of 2 waiting).
+    db.sql(f"UPDATE workunit SET mod_time={reported + 5} WHERE name='seen'")
+    # The scheduler stored these reports, then lost the database before it set transition_time.
+    db.sql(f"UPDATE result SET server_state=5, outcome=1, received_time={reported} WHERE workunitid IN "
+           "(SELECT id FROM workunit WHERE name NOT IN ('running', 'stuck_error'))")
+    db.sql(f"UPDATE result SET server_state=5, outcome=3, received_time={reported} "
+           "WHERE workunitid=(SELECT id FROM workunit WHERE name='stuck_error')")
     db.sql("UPDATE result SET server_state=4 WHERE workunitid=(SELECT id FROM workunit WHERE name='running')")
-    assert answer(root, "nudge-stalled") == {"workunits_nudged": 1}
+    assert answer(root, "nudge-stalled") == {"workunits_nudged": 2}
     times = dict(db.sql("SELECT name, transition_time FROM workunit"))
-    assert times["running"] == far and times["validated"] == far and times["due"] == past
-    assert past < times["stuck"] < far
-    assert answer(root, "nudge-stalled") == {"workunits_nudged": 0}
+    assert all(times[n] == far for n in ("seen", "running", "validated"))
+    assert (times["due"], times["finished"]) == (past, finished)
+    assert past < times["stuck"] < far and past < times["stuck_error"] < far

@@ -230,6 +230,8 @@ def test_every_start_tunes_config_xml_and_puts_fastcgi_under_the_cgi_names(mount
         assert installed.stat().st_mode & 0o777 == 0o755
     assert configxml.get_element(config, "dont_generate_upload_certificates") == "0"
     assert configxml.get_element(config, "ignore_upload_certificates") == "0"
+    # A reply MariaDB cut after a job was marked sent: the host gets that job at its next request.
+    assert configxml.get_element(config, "resend_lost_results") == "1"
     assert "tuned for throughput: config.xml (work slots 500), cgi-bin/cgi (FastCGI)" in capsys.readouterr().out
     started(mounts, environ)
     assert "tuned for throughput" not in capsys.readouterr().out

@@ -330,7 +330,8 @@ def test_two_valid_results_or_two_sent_are_duplicates():
 def test_no_valid_result():
     run = clean_run()
     found = problems(results=[(100, "j0_0", 10, OVER, 3, 0, 1700000000)] + run["results"][1:])
-    assert found == [{"kind": "lost", "job": "j0", "what": "no valid result"}]
+    assert found == [{"kind": "lost", "job": "j0",
+                      "what": "no valid result (results: j0_0 over, client error, not validated)"}]
 
 
 def test_missing_or_different_output_and_assimilator_markers():

@@ -76,3 +76,10 @@ def test_upload_certificates_on_sets_both_switches_to_zero_and_off_back():
     assert configxml.get_element(on, "ignore_upload_certificates") == "0"
     assert on.count("upload_certificates>") == 4
     assert tuning.with_upload_certificates(on, on=False) == made
+
+
+def test_lost_results_resent_is_one_switch_on_and_back_off():
+    on = tuning.with_lost_results_resent(CONFIG)
+    assert configxml.get_element(on, "resend_lost_results") == "1"
+    assert tuning.with_lost_results_resent(on) == on
+    assert configxml.get_element(tuning.with_lost_results_resent(on, on=False), "resend_lost_results") == "0"

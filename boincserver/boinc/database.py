@@ -103,25 +103,36 @@ def abort_batch(batch: int, now: float | None = None) -> list[Statement]:
     ]
 
 
-def nudge_stalled_workunits(now: float | None = None) -> Statement:
-    """Hand the transitioner every unfinished workunit with a reported, unvalidated result.
+# A finished workunit's transition_time: INT_MAX, never again (sched/transitioner.cpp:618-619).
+TRANSITION_TIME_FINISHED = 2**31 - 1
 
-    The scheduler stores a reported result (server_state over) and then, in a second
-    statement, sets its workunit's transition_time to now. A scheduler killed in between (a
-    crash, MariaDB restarting) leaves a result nobody looks at until the workunit's deadline,
-    days later: the client's second report is acknowledged as already received and changes
-    nothing. Setting transition_time to now is always safe (the transitioner finds nothing
-    to do and sets the next time), so this runs after such a fault (images/apache/boinc-daemons)."""
+
+def nudge_stalled_workunits(now: float | None = None) -> Statement:
+    """Hand the transitioner every unfinished workunit with a report it has not seen.
+
+    The scheduler stores a reported result (server_state over, received_time) and then, in a
+    second statement, sets its workunit's transition_time to now. A scheduler that loses
+    MariaDB in between (a crash, MariaDB restarting: it logs "can't update WUs" and replies
+    all the same) leaves a result nobody looks at until the workunit's deadline, days later:
+    the client's report was acknowledged. Such a workunit was last written (mod_time, which
+    MariaDB sets on every change of a row) no later than the report; one the transitioner
+    has handled since was written after it. Setting transition_time to now is always safe
+    (the transitioner finds nothing to do and sets the next time), and it changes mod_time,
+    so a workunit is nudged once for a report. Only unfinished workunits are scanned
+    (TRANSITION_TIME_FINISHED excluded, through the index on transition_time). Run after faults and
+    every few minutes (images/apache/boinc-daemons)."""
     when = int(time.time() if now is None else now)
-    return ("UPDATE workunit SET transition_time=%s WHERE transition_time>%s AND canonical_resultid=0 "
-            "AND error_mask=0 AND EXISTS (SELECT 1 FROM result WHERE result.workunitid=workunit.id "
-            "AND result.server_state=%s AND result.validate_state=0)",
-            (when, when, bj.RESULT_SERVER_STATES["over"]))
+    return ("UPDATE workunit SET transition_time=%s WHERE transition_time>%s AND transition_time<%s "
+            "AND canonical_resultid=0 AND error_mask=0 AND EXISTS (SELECT 1 FROM result "
+            "WHERE result.workunitid=workunit.id AND result.server_state=%s AND result.validate_state=0 "
+            "AND result.received_time>=UNIX_TIMESTAMP(workunit.mod_time))",
+            (when, when, TRANSITION_TIME_FINISHED, bj.RESULT_SERVER_STATES["over"]))
 
 
 # -- the exactly-once check of a throughput run ---------------------------------------------
-# db/boinc_db_types.h: a result the validator accepted.
+# db/boinc_db_types.h: a result's validate_state (1: the validator accepted it).
 VALIDATE_STATE_VALID = 1
+VALIDATE_STATES = {0: "not validated", 1: "valid", 2: "invalid", 3: "not checked", 4: "inconclusive", 5: "too late"}
 # sample_assimilator's marker files beside the outputs in results/BATCH/.
 ASSIMILATOR_MARKERS = ("_error", "_no_output_files")
 
@@ -133,6 +144,14 @@ BATCH_RESULTS = ("SELECT r.id, r.name, r.workunitid, r.server_state, r.outcome, 
                  "FROM result r JOIN workunit w ON w.id=r.workunitid WHERE w.batch=%s ORDER BY r.id")
 # How many of a batch's jobs are assimilated: sampled over a run for the jobs per second.
 BATCH_ASSIMILATED = f"SELECT COUNT(*) FROM workunit WHERE batch=%s AND assimilate_state={bj.ASSIMILATE_DONE}"
+
+
+def result_states(row: tuple) -> str:
+    """One BATCH_RESULTS row in words: "j0_0 over, success, not validated"."""
+    _, name, _, server_state, outcome, validate_state, _ = row
+    server = {v: k for k, v in bj.RESULT_SERVER_STATES.items()}.get(server_state, f"server_state {server_state}")
+    return (f"{name} {server}, {bj.RESULT_OUTCOMES.get(outcome, 'no outcome' if outcome == 0 else f'outcome {outcome}')}, "
+            f"{VALIDATE_STATES.get(validate_state, f'validate_state {validate_state}')}")
 
 
 def delivery_problems(jobs: list[str], workunits: list[tuple], results: list[tuple], batch: int,
@@ -174,7 +193,9 @@ def delivery_problems(jobs: list[str], workunits: list[tuple], results: list[tup
         valid = [r for r in mine if r[3] == bj.RESULT_SERVER_STATES["over"]
                  and r[4] == bj.RESULT_OUTCOME_SUCCESS and r[5] == VALIDATE_STATE_VALID]
         if not valid:
-            add("lost", job, "no valid result")
+            # Each result's states say which daemon or which request left the job behind.
+            states = "; ".join(result_states(r) for r in mine) or "none made"
+            add("lost", job, f"no valid result (results: {states})")
         elif len(valid) > 1:
             add("duplicate", job, f"{len(valid)} valid results: {', '.join(r[1] for r in valid)}")
         if not canonical:

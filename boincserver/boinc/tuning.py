@@ -24,6 +24,14 @@ Measured with bench/throughput.py (README, "Performance"); each value says what 
   CPU a job here). The transitioner and the upload handler read the switch when they start,
   and a result made while it was off carries no signature: switched on later, the uploads
   of such results in flight are refused.
+- Lost replies: the scheduler marks a job sent (server_state in progress) and then puts it in
+  its reply; when MariaDB drops the connection after committing that update (a restart), the
+  scheduler reads an error, leaves the job out, and the host never hears of it: the job waits
+  for its deadline, days later (seen in tests/stack/test_faults.py). With <resend_lost_results>
+  the scheduler compares the host's <other_results> with the jobs in progress for it and sends
+  the missing ones again (sched/handle_request.cpp:1421-1434, sched/sched_resend.cpp); BOINC's
+  documentation recommends it (ProjectOptions). Cost: one indexed query of the host's results
+  in progress for each request that asks for work. boincserver turns it on in a new project.
 """
 
 from __future__ import annotations
@@ -65,6 +73,12 @@ def with_upload_certificates(config_xml: str, on: bool = True) -> str:
     value = "0" if on else "1"
     text = configxml.set_element(config_xml, "dont_generate_upload_certificates", value)
     return configxml.set_element(text, "ignore_upload_certificates", value)
+
+
+def with_lost_results_resent(config_xml: str, on: bool = True) -> str:
+    """config.xml whose scheduler sends a host again the jobs in progress for it that its
+    request does not list (on), or leaves them to their deadline (off, BOINC's default)."""
+    return configxml.set_element(config_xml, "resend_lost_results", "1" if on else "0")
 
 
 def tuned_config(config_xml: str, work_slots: int = DEFAULT_WORK_SLOTS,

@@ -117,7 +117,7 @@ def create_project(mounts: Mounts, vault: Vault, project: str, owner: Owner, roo
     for line in out.splitlines()[-3:]:
         log(line)
     config = root / "config.xml"
-    config.write_text(tuning.with_upload_certificates(config.read_text()))
+    config.write_text(tuning.with_lost_results_resent(tuning.with_upload_certificates(config.read_text())))
     inc = root / makeproject.PROJECT_INC
     inc.write_text(makeproject.project_inc_defaults(inc.read_text(), project))
     # The ops area's password file lives in the secrets volume, not beside the pages.

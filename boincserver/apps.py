@@ -24,6 +24,7 @@ from pathlib import Path
 
 from boincserver import paths, pins
 from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import buda as bb
 from boincserver.boinc import docker_wrapper, keys, plan_classes
 from boincserver.context import Project, read_file
 from boincserver.errors import InvalidInput, ProjectError
@@ -316,6 +317,74 @@ def ensure_docker_app(project: Project, name: str, inputs: list[str] | None = No
     spec = docker_spec(name, None, inputs=inputs, outputs=outputs)
     spec.friendly_name = friendly_name
     return add(project, spec, sign_key)
+
+
+BUDA_FRIENDLY_NAME = "BUDA (Docker science apps)"
+
+
+def buda_app(name: str, inputs: list[str] | None, outputs: list[str] | None, submitters: list[int] = (),
+             user_id: int = 0, create_time: int | None = None) -> bb.BudaApp:
+    """A BUDA science app's description (default files: in, out), checked."""
+    try:
+        return bb.make_app(name, list(inputs or ["in"]), list(outputs or ["out"]), user_id=user_id,
+                           create_time=int(time.time()) if create_time is None else create_time,
+                           submitters=submitters)
+    except bb.BudaError as exc:
+        raise invalid(exc) from None
+
+
+def _buda_files(folder: Path) -> dict[str, bytes]:
+    files, _ = _docker_folder_files(Path(folder))  # a folder, regular files, Dockerfile with WORKDIR /app
+    return {name: Path(path).read_bytes() for name, path in files.items()}
+
+
+def add_buda(project: Project, name: str, folder: Path, inputs: list[str] | None = None,
+             outputs: list[str] | None = None, sign_key: Path | None = None) -> dict:
+    """`app add NAME --docker DIR --buda`: NAME as a BUDA science app, run by the BOINC app
+    `buda` (docker_wrapper alone, plan class docker; installed the first time) and submitted
+    from BOINC's web pages (buda_submit.php). Its files are laid out as BOINC's buda.php does
+    (boinc/buda.py app_layout: desc.json, templates, the variant intel_cpu, the staged copies in
+    download/) and unpacked in PROJECT_ROOT by the BOINC user; the variant is replaced when
+    NAME was there (its submitters kept). Everything is checked before the project is touched."""
+    started = time.monotonic()
+    desc = buda_app(name, inputs, outputs)
+    files = _buda_files(folder)
+    try:
+        bb.app_layout(desc, files, "http://checked.invalid/download")  # the file names, before any change
+    except bb.BudaError as exc:
+        raise invalid(exc) from None
+    state = jobs_helper(project, ["buda-state", name])
+    if state["boinc_app"]:
+        raise InvalidInput(f"{name!r} is the name of a BOINC app of this project: `user add --submit {name}` "
+                           "could not tell them apart", advice="give the BUDA app another name")
+    installed = ensure_docker_app(project, bb.BOINC_APP, sign_key=sign_key, friendly_name=BUDA_FRIENDLY_NAME)
+    state = jobs_helper(project, ["buda-state", name]) if installed else state
+    if state["desc"] is not None:
+        try:
+            before = bb.parse_desc_json(state["desc"])
+        except bb.BudaError:
+            before = None
+        if before is not None:
+            desc = buda_app(name, inputs, outputs, list(before.submitters), before.user_id, before.create_time)
+    try:
+        layout = bb.app_layout(desc, files, state["download_url"], state["fanout"])
+    except bb.BudaError as exc:
+        raise ProjectError(exc.message, advice=exc.advice) from None
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in layout:
+            add_bytes(tar, f.path, f.data, f.mode)
+    variant = f"{bb.app_dir(name)}/{bb.CPU_VARIANT}"
+    # As buda.php does: the variant's folder goes, then is made again (the staged files keep their md5 names).
+    script = 'rm -rf -- "$1" && tar -x -f - --no-same-owner && exec boincserver-jobs buda-install "$0"'
+    answer = helper_answer(in_apache(project, ["sh", "-c", script, name, variant], stdin=buf.getvalue()))
+    return {**answer, "variant": bb.CPU_VARIANT, "files": sorted(files), "replaced": state["desc"] is not None,
+            "buda_app_installed": installed is not None, "download_url": state["download_url"],
+            "seconds": time.monotonic() - started}
+
+
+def list_buda_apps(project: Project) -> list[dict]:
+    return jobs_helper(project, ["buda-apps"])
 
 
 def _install(project: Project, app: str, vdir: str, tar_bytes: bytes, daemons: list[dict]) -> dict:

@@ -54,7 +54,7 @@ def test_a_new_submitter_is_made_by_make_user_and_its_authenticator_answered_onc
     assert code == 0, err
     (auth,) = db.sql("SELECT authenticator FROM user WHERE email_addr='ada@example.org'")[0]
     assert made == {"user_id": 1, "email": "ada@example.org", "name": "Ada Lovelace", "submit_all": False,
-                    "apps": ["uppercase"], "batches": 0, "may_submit": True, "created": True,
+                    "apps": ["uppercase"], "batches": 0, "may_submit": True, "buda_apps": [], "created": True,
                     "authenticator": auth}
     assert rights(db) == ([(1, 0, 0, 0)], [(1, 1, 0)])  # no manager rights, no job limit
     assert "make_user" in eval(php_log.read_text().splitlines()[0].split(" ", 1)[1])[1]

@@ -28,6 +28,8 @@ def app_add(
     keys_dir: Optional[Path] = typer.Option(None, help="Sign with the offline code_sign_private in this folder."),
     validator: str = typer.Option("sample_trivial_validator", help="The validator daemon ('' for none)."),
     assimilator: str = typer.Option("sample_assimilator", help="The assimilator daemon ('' for none)."),
+    buda: bool = typer.Option(False, "--buda", help="With --docker: a BUDA app, submitted from the project's "
+                                                    "web pages (buda_submit.php) and run by the app `buda`."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Install an app (or its next version): files signed, registered, validator and assimilator set."""
@@ -36,6 +38,22 @@ def app_add(
     from boincserver.errors import InvalidInput
     if sum(bool(x) for x in (example, exe, docker)) > 1 or (docker and wrapper):
         raise InvalidInput("give one of --example, --exe (with or without --wrapper) and --docker")
+    if buda:
+        if not docker or example or exe or wrapper:
+            raise InvalidInput("--buda describes a Docker app", advice="give it with --docker DIR")
+        result = apps.add_buda(open_project(), name, docker, list(inputs), list(outputs),
+                               keys_dir / "code_sign_private" if keys_dir else None)
+        if json_out:
+            console.json(result)
+            return
+        console.result(f"BUDA app {result['app']} ({result['variant']}: {', '.join(result['files'])}) "
+                       f"{'replaced' if result['replaced'] else 'installed'} in {result['seconds']:.1f}s; "
+                       f"inputs {', '.join(result['inputs'])}, outputs {', '.join(result['outputs'])}")
+        if result["buda_app_installed"]:
+            console.result("  BOINC app `buda` installed (docker_wrapper, plan class docker)")
+        console.result("  submit from the web: `boincserver user add EMAIL --submit "
+                       f"{result['app']}`, then the project's buda_submit.php")
+        return
     if example:
         spec = apps.load_example(example, name)
         spec.platform = platform
@@ -64,9 +82,11 @@ def app_add(
 def app_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
     """The project's apps, their versions and daemons."""
     from boincserver import apps
-    data = apps.list_apps(open_project())
+    project = open_project()
+    data = apps.list_apps(project)
+    buda = apps.list_buda_apps(project) if any(a["name"] == "buda" for a in data) else []
     if json_out:
-        console.json(data)
+        console.json(data + [{"buda": True, **b} for b in buda])
         return
     for a in data:
         versions = ", ".join(f"{v['version'] // 100}.{v['version'] % 100:02d} {v['platform']}"
@@ -74,5 +94,9 @@ def app_list(json_out: bool = typer.Option(False, "--json", help="Print as JSON.
         console.result(f"{a['name']:16} {versions or 'no version'}")
         for d in a["daemons"]:
             console.result(f"{'':16} daemon: {d}")
+    for b in buda:
+        shown = b.get("error") or (f"inputs {', '.join(b['inputs'])}, outputs {', '.join(b['outputs'])}, "
+                                   f"variants {', '.join(b['variants']) or 'none'}")
+        console.result(f"{b['name']:16} BUDA app (run by `buda`): {shown}")
     if not data:
         console.result("no apps yet: `boincserver app add uppercase --example uppercase`")

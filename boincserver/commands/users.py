@@ -15,7 +15,8 @@ users_app = typer.Typer(no_args_is_help=True,
 def _rights(user: dict) -> str:
     if user["submit_all"]:
         return "every app"
-    return ", ".join(user["apps"]) or "nothing"
+    buda = user.get("buda_apps") or []
+    return ", ".join(user["apps"] + [f"{name} (BUDA)" for name in buda]) or "nothing"
 
 
 @users_app.command("add")

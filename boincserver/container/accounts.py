@@ -12,6 +12,9 @@ nowhere; the person it belongs to keeps it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from boincserver.boinc import buda as bb
 from boincserver.boinc import client
 from boincserver.boinc import database
 from boincserver.boinc import submitters as bs
@@ -86,16 +89,68 @@ def _options(args: list[str], flags: set[str], repeated: set[str]) -> tuple[list
     return words, given, values
 
 
-def _app_ids(project: ProjectFolder, names: list[str]) -> list[int]:
+def _buda_desc(project: ProjectFolder, name: str) -> Path | None:
+    """buda_apps/NAME/desc.json if NAME is a BUDA science app (boinc/buda.py)."""
+    if not bb.NAME.fullmatch(name) or name.startswith("."):
+        return None
+    path = project.root / bb.app_dir(name) / bb.DESC_JSON
+    return path if path.is_file() else None
+
+
+def _app_ids(project: ProjectFolder, names: list[str]) -> tuple[list[int], list[Path]]:
+    """The app rows' ids of the names, and the desc.json files of those that are BUDA science
+    apps (submitted through the BOINC app `buda`, whose id is then among the ids). A BOINC app
+    of that name comes first."""
     cursor = project.cursor()
-    ids = []
+    ids, descs = [], []
     for name in dict.fromkeys(names):
         cursor.execute(database.APP_BY_NAME, (name,))
         row = cursor.fetchone()
+        desc = _buda_desc(project, name) if row is None else None
+        if desc is not None:
+            descs.append(desc)
+            cursor.execute(database.APP_BY_NAME, (bb.BOINC_APP,))
+            row = cursor.fetchone()
+            if row is None:
+                raise Refused(f"{name!r} is a BUDA app but the project has no app {bb.BOINC_APP!r} to run it: "
+                              f"`boincserver app add {name} --docker DIR --buda` installs it; nothing was changed")
         if row is None:
             raise Refused(f"no app {name!r} in this project (see `boincserver app list`); nothing was changed")
-        ids.append(int(row[0]))
-    return ids
+        if int(row[0]) not in ids:
+            ids.append(int(row[0]))
+    return ids, descs
+
+
+def _change_submitters(descs: list[Path], change, strict: bool = True) -> None:
+    """desc.json of each BUDA app with its submitters changed (boinc/buda.py), in one step
+    each; one that cannot be read is Refused, or (not strict) left as it is."""
+    for path in descs:
+        try:
+            text = change(path.read_text())
+        except bb.BudaError as exc:
+            if not strict:
+                continue
+            raise Refused(f"{path.parent.name}'s {bb.DESC_JSON}: {exc}") from None
+        common.replace_file(path, text)
+
+
+def _buda_apps_of(project: ProjectFolder, user_id: int) -> list[str]:
+    """The BUDA science apps whose desc.json lists user_id among its submitters."""
+    out = []
+    for path in sorted((project.root / bb.APPS_DIR).glob(f"*/{bb.DESC_JSON}")):
+        try:
+            if user_id in bb.parse_desc_json(path.read_text()).submitters:
+                out.append(path.parent.name)
+        except bb.BudaError:
+            continue
+    return out
+
+
+def app_row_id(project: ProjectFolder, name: str) -> int | None:
+    cursor = project.cursor()
+    cursor.execute(database.APP_BY_NAME, (name,))
+    row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def _submitter(project: ProjectFolder, user_id: int, email: str, name: str) -> dict:
@@ -107,7 +162,7 @@ def _submitter(project: ProjectFolder, user_id: int, email: str, name: str) -> d
     cursor.execute(bs.BATCHES_OF, (user_id,))
     (batches,) = cursor.fetchone()
     return bs.submitter_report(user_id, email, name, rights[0] if rights else 0, batches, apps) | {
-        "may_submit": rights is not None}
+        "may_submit": rights is not None, "buda_apps": _buda_apps_of(project, user_id)}
 
 
 def _known_email(args: list[str], what: str) -> str:
@@ -133,7 +188,7 @@ def user_add(project: ProjectFolder, args: list[str]) -> dict:
     submit_all = "--all" in flags
     if not submit_all and not values["--app"]:
         raise Refused("say what the account may submit to: --submit APP (repeatable) or --submit-all")
-    app_ids = _app_ids(project, values["--app"])  # every app checked before anything is made
+    app_ids, descs = _app_ids(project, values["--app"])  # every app checked before anything is made
     row = _user_row(project, email)
     created = row is None
     if created:
@@ -146,6 +201,8 @@ def user_add(project: ProjectFolder, args: list[str]) -> dict:
     cursor.execute(bs.APP_IDS_OF, (user_id,))
     granted = {int(row[0]) for row in cursor.fetchall()}
     common.execute_all(cursor, bs.grant(user_id, app_ids, submit_all, has_row, granted))
+    # BUDA's pages also ask the science app (html/inc/buda.inc:55-65): the owner or a submitter.
+    _change_submitters(descs, lambda text: bb.desc_with_submitter(text, user_id))
     answer = _submitter(project, user_id, email, stored_name) | {"created": created}
     if created:
         answer["authenticator"] = authenticator
@@ -177,7 +234,15 @@ def user_revoke(project: ProjectFolder, args: list[str]) -> dict:
     if row is None:
         raise Refused(f"no account {email} in this project (see `boincserver user list`)")
     user_id = int(row[0])
-    app_ids = _app_ids(project, values["--app"]) if values["--app"] else None
+    app_ids, descs = _app_ids(project, values["--app"]) if values["--app"] else (None, [])
+    if app_ids is None:
+        descs = sorted((project.root / bb.APPS_DIR).glob(f"*/{bb.DESC_JSON}"))
+    else:
+        # The right to submit to `buda` stays while another BUDA app lists the account.
+        others = set(_buda_apps_of(project, user_id)) - {d.parent.name for d in descs}
+        buda_row = app_row_id(project, bb.BOINC_APP) if descs and others else None
+        app_ids = [i for i in app_ids if i != buda_row]
+    _change_submitters(descs, lambda text: bb.desc_without_submitter(text, user_id), strict=app_ids is not None)
     common.execute_all(project.cursor(), bs.revoke(user_id, app_ids))
     return _submitter(project, user_id, email, row[1])
 

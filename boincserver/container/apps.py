@@ -1,4 +1,5 @@
-"""`boincserver-jobs app-state|app-install|apps`: BOINC apps in the apache service.
+"""`boincserver-jobs app-state|app-install|apps|buda-state|buda-install|buda-apps`: BOINC apps
+(and BUDA's Docker science apps, boinc/buda.py) in the apache service.
 
 boincserver on the host assembles a version (files, signatures, version.xml, templates,
 project.xml) and unpacks it in PROJECT_ROOT; what needs the project's programs and database
@@ -15,7 +16,9 @@ import time
 from pathlib import Path
 
 from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc import buda as bb
 from boincserver.boinc import configxml, database, plan_classes, status
+from boincserver.boinc.jobs import DEFAULT_FANOUT
 from boincserver.container import common
 from boincserver.container import remote_apps
 from boincserver.container.common import ProjectFolder, Refused
@@ -154,5 +157,59 @@ def list_apps(project: ProjectFolder, args: list[str]) -> list[dict]:
     return apps
 
 
+# -- BUDA science apps (boinc/buda.py) -----------------------------------------------------------
+def _buda_name(args: list[str], what: str) -> str:
+    if len(args) != 1:
+        raise Refused(f"{what} takes the BUDA app's name")
+    return bb.check_app_name(args[0])
+
+
+def buda_state(project: ProjectFolder, args: list[str]) -> dict:
+    """What the host needs to lay out BUDA app args[0]: config.xml's download URL and fanout
+    (variant.json bakes the URL in), its desc.json's text if it exists (None otherwise), and
+    whether a BOINC app has that name (then `--submit NAME` would be ambiguous)."""
+    name = _buda_name(args, "buda-state")
+    config = project.read("config.xml")
+    desc = project.root / bb.app_dir(name) / bb.DESC_JSON
+    return {"download_url": configxml.get_element(config, "download_url") or "",
+            "fanout": int(configxml.get_element(config, "uldl_dir_fanout") or DEFAULT_FANOUT),
+            "desc": desc.read_text() if desc.is_file() else None,
+            "boinc_app": app_row(project.cursor(), name) is not None}
+
+
+def buda_install(project: ProjectFolder, args: list[str]) -> dict:
+    """After the host unpacked BUDA app args[0] in PROJECT_ROOT: its desc.json read back as the
+    scheduler reads it, and the FastCGI scheduler restarted (it reads buda_apps/ once, when it
+    starts: sched/sched_main.cpp:506)."""
+    name = _buda_name(args, "buda-install")
+    desc = bb.parse_desc_json(project.read(f"{bb.app_dir(name)}/{bb.DESC_JSON}"))
+    recycle_fastcgi(project)
+    return {"app": name, "inputs": list(desc.input_file_names), "outputs": list(desc.output_file_names),
+            "submitters": list(desc.submitters)}
+
+
+def buda_apps(project: ProjectFolder, args: list[str]) -> list[dict]:
+    """Every BUDA science app (buda_apps/*/desc.json) with its variants; a desc.json that cannot
+    be read is shown with its error."""
+    out = []
+    folder = project.root / bb.APPS_DIR
+    for desc_path in sorted(folder.glob(f"*/{bb.DESC_JSON}")) if folder.is_dir() else []:
+        app = desc_path.parent
+        if app.name.startswith("."):
+            continue  # buda.inc skips these (10, 25)
+        variants = sorted(v.name for v in app.iterdir() if (v / bb.VARIANT_JSON).is_file())
+        try:
+            desc = bb.parse_desc_json(desc_path.read_text())
+        except bb.BudaError as exc:
+            out.append({"name": app.name, "error": exc.message, "variants": variants})
+            continue
+        out.append({"name": app.name, "long_name": desc.long_name, "inputs": list(desc.input_file_names),
+                    "outputs": list(desc.output_file_names), "min_nsuccess": desc.min_nsuccess,
+                    "max_total": desc.max_total, "user_id": desc.user_id, "submitters": list(desc.submitters),
+                    "variants": variants})
+    return out
+
+
 COMMANDS = {"app-state": app_state, "app-install": app_install, "apps": list_apps,
-            "plan-classes": plan_class_state}
+            "plan-classes": plan_class_state, "buda-state": buda_state, "buda-install": buda_install,
+            "buda-apps": buda_apps}

@@ -9,7 +9,10 @@ scheduler (sched/sched_result.cpp, sched/sched_resend.cpp):
   4 hours), times a random 0.5 to 1, and sends its request again; results the scheduler did not
   acknowledge are in it again. A result reported twice is acknowledged and not counted again
   ("already reported as success"), and the scheduler then resends the tasks of a reply the
-  host never got (those in progress for it but missing from the request's <other_results>);
+  host never got (those in progress for it but missing from the request's <other_results>,
+  which leaves out the results being reported; a project with <resend_lost_results> does so
+  at every request for work). A task sent again that the client already has is kept as it is
+  (cs_scheduler.cpp: "Already have task", or its new deadline), not run twice;
 - rpc_seqno goes up with every request sent, answered or not;
 - a failed upload is retried with the same backoff (at least 2 minutes); a file under 8 KB is
   sent whole again, a bigger one from the size the handler reports (<get_file_size>). The
@@ -235,20 +238,26 @@ class SimulatedHost:
             for name in reply.acked:
                 rec.acked.add(name)
                 self.finished.pop(name, None)
-            if reply.tasks:
+            # A task the host already has (the scheduler's resend of lost results, when a
+            # report of it was not stored) is kept as it is, as the client does
+            # (client/cs_scheduler.cpp: "Already have task", or a new deadline).
+            tasks = [t for t in reply.tasks if t.name not in self.holding and t.name not in self.finished]
+            if len(tasks) < len(reply.tasks):
+                rec.count("tasks_already_held", len(reply.tasks) - len(tasks))
+            if tasks:
                 rec.rpcs_with_work += 1
-            for task in reply.tasks:
+            for task in tasks:
                 rec.tasks += 1
                 (rec.given_twice if task.name in rec.given else rec.given).add(task.name)
                 self.holding.add(task.name)
             # Tasks run p_ncpus at a time and upload two files at a time (the client's
             # default max_file_xfers_per_project); all are reported in the next RPC.
-            results = await asyncio.gather(*(self.run_task(client, t, reply, rec, done) for t in reply.tasks))
-            for task, result in zip(reply.tasks, results):
+            results = await asyncio.gather(*(self.run_task(client, t, reply, rec, done) for t in tasks))
+            for task, result in zip(tasks, results):
                 if result:
                     self.finished[result.name] = result
                     self.holding.discard(task.name)
-            if not reply.tasks and not self.finished:
+            if not tasks and not self.finished:
                 # Nothing to do: ask again later (a real client backs off far longer).
                 await self.idle(done, max(self.args.idle, min(reply.request_delay, 10.0)), jitter=True)
             elif reply.request_delay:

@@ -93,14 +93,34 @@ def test_fault_plan_and_when_faults_come():
             throughput_faults.plan(kinds, at)
 
 
+def work_reply() -> tuple[bytes, list[str]]:
+    """A real scheduler reply with four tasks (no delay before the next request) and their names."""
+    work = (FIXTURES / "scheduler_reply_work.xml").read_bytes().replace(
+        b"<request_delay>7.000000</request_delay>", b"<request_delay>0</request_delay><hostid>42</hostid>")
+    return work, [t.name for t in throughput_hosts.p.parse_scheduler_reply(work).tasks]
+
+
+def run_host(handler, draining: asyncio.Event):
+    """One simulated host (4 CPUs, no compute time, tiny backoffs) against a mock project until it drains."""
+    args = SimpleNamespace(ncpus=4, compute=0.0, output_repeat=1, work_req=60.0, idle=0.01, backoff=0.001,
+                           backoff_max=0.01)
+    rec = throughput_hosts.Recorder()
+    host = throughput_hosts.SimulatedHost(0, "t", "auth", args)
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await asyncio.wait_for(host.loop(client, "http://127.0.0.1:1/p_cgi/cgi", rec, asyncio.Event(), draining), 20)
+
+    asyncio.run(go())
+    return host, rec
+
+
 def test_a_host_retries_through_errors_reports_again_and_uploads_again():
     """A scheduler that answers 503, then garbage, then work; an upload handler that refuses a
     connection, then says 'transient'; the report's reply lost (500), then 'project down'.
     The host backs off each time, uploads the file whole again and sends the same report
     until it is acknowledged."""
-    work = (FIXTURES / "scheduler_reply_work.xml").read_bytes().replace(
-        b"<request_delay>7.000000</request_delay>", b"<request_delay>0</request_delay><hostid>42</hostid>")
-    names = [t.name for t in throughput_hosts.p.parse_scheduler_reply(work).tasks]
+    work, names = work_reply()
     assert len(names) == 4
     script = [httpx.Response(503), httpx.Response(200, content=b"<html>not a reply"), httpx.Response(200, content=work),
               httpx.Response(500), httpx.Response(200, content=DOWN)]
@@ -122,16 +142,7 @@ def test_a_host_retries_through_errors_reports_again_and_uploads_again():
         acks = "".join(f"<result_ack><name>{n}</name></result_ack>" for n in names)
         return httpx.Response(200, content=f"<scheduler_reply>{acks}<request_delay>0</request_delay></scheduler_reply>")
 
-    args = SimpleNamespace(ncpus=4, compute=0.0, output_repeat=1, work_req=60.0, idle=0.01, backoff=0.001,
-                           backoff_max=0.01)
-    rec = throughput_hosts.Recorder()
-    host = throughput_hosts.SimulatedHost(0, "t", "auth", args)
-
-    async def go():
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            await asyncio.wait_for(host.loop(client, "http://127.0.0.1:1/p_cgi/cgi", rec, asyncio.Event(), draining), 20)
-
-    asyncio.run(go())
+    host, rec = run_host(handler, draining)
     assert rec.errors == {"scheduler: HTTP 503": 1, "scheduler: not a reply": 1, "upload: ConnectError": 1,
                           "upload: transient error": 1, "scheduler: HTTP 500": 1,
                           "scheduler: project down (Server can't open database)": 1}
@@ -150,3 +161,30 @@ def test_a_host_retries_through_errors_reports_again_and_uploads_again():
     # rpc_seqno goes up with every request sent once the host has an id, answered or not.
     assert [int(re.search(r"<rpc_seqno>(\d+)", b).group(1)) for b in requests[3:]] == [3, 4, 5]
     assert len(rec.events["outages"]) >= 2 and rec.host_view()["errors"] == 6
+
+
+def test_a_task_sent_again_that_the_host_already_has_is_not_run_again():
+    """The scheduler's resend of lost results can send again a task whose report it failed to
+    store: the host keeps it (as BOINC's client does), reports it once more, computes it once."""
+    work, names = work_reply()
+    script = [httpx.Response(200, content=work), httpx.Response(200, content=work)]
+    requests, uploads = [], []
+    draining = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "file_upload_handler" in str(request.url):
+            uploads.append(request.content)
+            return httpx.Response(200, content="<data_server_reply><status>0</status></data_server_reply>")
+        requests.append(request.content.decode())
+        if script:
+            return script.pop(0)
+        draining.set()
+        acks = "".join(f"<result_ack><name>{n}</name></result_ack>" for n in names)
+        return httpx.Response(200, content=f"<scheduler_reply>{acks}<request_delay>0</request_delay></scheduler_reply>")
+
+    host, rec = run_host(handler, draining)
+    assert len(uploads) == 4 and rec.tasks == 4 and not rec.given_twice
+    assert rec.counts == {"tasks_already_held": 4, "reports_resent": 4}
+    assert rec.acked == set(names) and not host.finished
+    for body in requests[1:]:
+        assert sorted(re.findall(r"<result>\s*<name>([^<]+)</name>", body)) == sorted(names)

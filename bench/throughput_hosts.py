@@ -160,6 +160,12 @@ class SimulatedHost:
             # an hour by default); the bench backs off as for any failure.
             self.failed(rec, f"scheduler: project down ({'; '.join(reply.messages)[:60]})")
             return None
+        if reply.account_key_refused and not reply.tasks:
+            # MariaDB lost during the user lookup reads as a wrong key: a real client waits the
+            # reply's hour (DELAY_MISSING_KEY) and tells its volunteer to re-attach; the bench's
+            # keys are right, so it backs off as for any failure, and counts it.
+            self.failed(rec, "scheduler: account key refused")
+            return None
         self.succeeded(rec)
         rec.events["rpc_ok"].append(time.monotonic())
         if reply.tasks:

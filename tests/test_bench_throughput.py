@@ -66,6 +66,9 @@ import throughput_hosts  # noqa: E402
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "protocol"
 DOWN = (b"<scheduler_reply>\n<message priority=\"low\">Server can't open database</message>\n"
         b"<request_delay>3600</request_delay>\n<project_is_down/>\n</scheduler_reply>\n")
+# handle_request.cpp's reply when the user lookup fails: a wrong key, or MariaDB lost meanwhile.
+KEY_REFUSED = (b"<scheduler_reply>\n<message priority=\"notice\">Invalid or missing account key.  To fix, remove "
+               b"and add this project.</message>\n<request_delay>3600</request_delay>\n</scheduler_reply>\n")
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap_with_the_clients_jitter():
@@ -98,6 +101,27 @@ def work_reply() -> tuple[bytes, list[str]]:
     work = (FIXTURES / "scheduler_reply_work.xml").read_bytes().replace(
         b"<request_delay>7.000000</request_delay>", b"<request_delay>0</request_delay><hostid>42</hostid>")
     return work, [t.name for t in throughput_hosts.p.parse_scheduler_reply(work).tasks]
+
+
+def scripted_project(script: list[httpx.Response], names: list[str], draining: asyncio.Event,
+                     requests: list[str] | None = None, uploads: list[bytes] | None = None):
+    """A mock project: every upload succeeds; the scheduler answers from script, then
+    acknowledges the results named and lets the host drain. Requests and uploads are kept."""
+    script = list(script)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "file_upload_handler" in str(request.url):
+            if uploads is not None:
+                uploads.append(request.content)
+            return httpx.Response(200, content="<data_server_reply><status>0</status></data_server_reply>")
+        if requests is not None:
+            requests.append(request.content.decode())
+        if script:
+            return script.pop(0)
+        draining.set()
+        acks = "".join(f"<result_ack><name>{n}</name></result_ack>" for n in names)
+        return httpx.Response(200, content=f"<scheduler_reply>{acks}<request_delay>0</request_delay></scheduler_reply>")
+    return handler
 
 
 def run_host(handler, draining: asyncio.Event):
@@ -167,24 +191,22 @@ def test_a_task_sent_again_that_the_host_already_has_is_not_run_again():
     """The scheduler's resend of lost results can send again a task whose report it failed to
     store: the host keeps it (as BOINC's client does), reports it once more, computes it once."""
     work, names = work_reply()
-    script = [httpx.Response(200, content=work), httpx.Response(200, content=work)]
-    requests, uploads = [], []
-    draining = asyncio.Event()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if "file_upload_handler" in str(request.url):
-            uploads.append(request.content)
-            return httpx.Response(200, content="<data_server_reply><status>0</status></data_server_reply>")
-        requests.append(request.content.decode())
-        if script:
-            return script.pop(0)
-        draining.set()
-        acks = "".join(f"<result_ack><name>{n}</name></result_ack>" for n in names)
-        return httpx.Response(200, content=f"<scheduler_reply>{acks}<request_delay>0</request_delay></scheduler_reply>")
-
+    requests, uploads, draining = [], [], asyncio.Event()
+    handler = scripted_project([httpx.Response(200, content=work)] * 2, names, draining, requests, uploads)
     host, rec = run_host(handler, draining)
     assert len(uploads) == 4 and rec.tasks == 4 and not rec.given_twice
     assert rec.counts == {"tasks_already_held": 4, "reports_resent": 4}
     assert rec.acked == set(names) and not host.finished
     for body in requests[1:]:
         assert sorted(re.findall(r"<result>\s*<name>([^<]+)</name>", body)) == sorted(names)
+
+
+def test_a_refused_account_key_is_a_failure_backed_off_not_an_hours_wait():
+    assert throughput_hosts.p.parse_scheduler_reply(KEY_REFUSED).account_key_refused
+    assert not throughput_hosts.p.parse_scheduler_reply(DOWN).account_key_refused
+    work, names = work_reply()
+    draining = asyncio.Event()
+    script = [httpx.Response(200, content=work), httpx.Response(200, content=KEY_REFUSED)]
+    host, rec = run_host(scripted_project(script, names, draining), draining)
+    assert rec.errors == {"scheduler: account key refused": 1}
+    assert rec.counts == {"rpc_retries": 1, "reports_resent": 4} and rec.acked == set(names)

@@ -180,6 +180,10 @@ class Task:
     platform: str = ""
 
 
+# The scheduler's message when it finds no user for the authenticator (handle_request.cpp:352).
+ACCOUNT_KEY_REFUSED = "Invalid or missing account key"
+
+
 @dataclass(frozen=True)
 class SchedulerReply:
     hostid: int = 0
@@ -190,6 +194,13 @@ class SchedulerReply:
     request_delay: float = 0.0
     messages: tuple[str, ...] = ()
     project_is_down: bool = False
+
+    @property
+    def account_key_refused(self) -> bool:
+        """The scheduler found no user with the request's authenticator: its reply for a wrong
+        key, and also for a database lost during that lookup (sched/handle_request.cpp:343-362
+        does not tell them apart), with a delay of an hour and a notice to re-attach."""
+        return any(m.startswith(ACCOUNT_KEY_REFUSED) for m in self.messages)
 
 
 def _blocks(text: str, tag: str) -> list[str]:

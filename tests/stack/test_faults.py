@@ -71,5 +71,8 @@ def test_mariadb_restart_is_survived_and_nothing_is_lost(faults_stack: Stack):
     # Docker restarted the same container (no crash): the restart count stays.
     assert seen["restart_count_after"] == seen["restart_count_before"]
     # Hosts may see nothing: the FastCGI scheduler reconnects per request, and MariaDB is back
-    # within a second. What they did see can only be the scheduler's "project down" replies.
-    assert all("project down" in kind for kind in run["errors"]), run["errors"]
+    # within a second. What they did see can only be the scheduler's "project down" replies, or
+    # its "account key refused" when MariaDB went away during the user lookup (BOINC reads that
+    # as a wrong key; bench/throughput_hosts.py).
+    assert all("project down" in kind or kind == "scheduler: account key refused" for kind in run["errors"]), \
+        run["errors"]

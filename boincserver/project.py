@@ -42,10 +42,15 @@ def init(project_dir: Path, settings: Settings) -> list[render.Written]:
     if project_dir.exists() and (not project_dir.is_dir() or any(project_dir.iterdir())):
         raise ProjectError(f"{project_dir} exists and is not empty; nothing was changed",
                            advice="choose a new folder name (init never overwrites files)")
-    if not project_dir.parent.is_dir():
-        raise InvalidInput(f"{project_dir.parent} does not exist; create it first or choose another place")
-    # Write everything into a sibling folder, then move it into place: no half-made project.
-    staging = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
+    # Missing parent folders are made, as `git init a/b/c` does; a failure removes them again.
+    made_parent = _make_parents(project_dir.parent)
+    try:
+        # Write everything into a sibling folder, then move it into place: no half-made project.
+        staging = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
+    except BaseException:
+        if made_parent:
+            shutil.rmtree(made_parent, ignore_errors=True)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a project folder follows the umask
@@ -63,11 +68,34 @@ def init(project_dir: Path, settings: Settings) -> list[render.Written]:
             staging.rename(project_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if made_parent:
+            shutil.rmtree(made_parent, ignore_errors=True)
         raise
     return [render.Written(project_dir / w.path.relative_to(staging), w.state) for w in written] + [
         render.Written(project_dir / paths.SETTINGS_FILE, "created"),
         render.Written(project_dir / ".dockerignore", "created"),
     ]
+
+
+def _make_parents(folder: Path) -> Path | None:
+    """Make `folder` and its missing parents; the topmost one made (None if all existed)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            break
+        if candidate.exists() or candidate.is_symlink():
+            raise InvalidInput(f"{candidate} is in the way of the project folder and is not a folder; "
+                               "nothing was changed", advice="choose another place for the project")
+        missing = candidate
+    if missing is None:
+        return None
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        shutil.rmtree(missing, ignore_errors=True)
+        raise InvalidInput(f"cannot create {folder} ({exc.strerror or exc}); nothing was changed",
+                           advice="choose a place you may write to") from None
+    return missing
 
 
 # -- shared steps --------------------------------------------------------------------------

@@ -107,6 +107,19 @@ def test_init_project_option_overrides_folder_name(tmp_path):
     assert (s.project, s.boinc_user, s.project_root) == ("alpha", "alice", "/home/alice/project")
 
 
+def test_init_makes_missing_parent_folders(tmp_path):
+    target = tmp_path / "projects" / "2026" / "demo"
+    result = runner.invoke(cli.app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert load(target).project == "demo"
+
+
+def test_init_with_a_bad_value_makes_no_parent_folder(tmp_path):
+    result = runner.invoke(cli.app, ["init", str(tmp_path / "projects" / "demo"), "--http-port", "0"])
+    assert isinstance(result.exception, InvalidInput)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_bad_url_surfaces_as_invalid_input(tmp_path):
     target = tmp_path / "demo"
     result = runner.invoke(cli.app, ["init", str(target), "--url-base", "http://boincsrv/"])

@@ -157,8 +157,49 @@ def test_refuses_a_file_in_the_way(tmp_path, settings, take_snapshot):
     assert take_snapshot(tmp_path) == before
 
 
-def test_refuses_a_missing_parent(tmp_path, settings):
-    with pytest.raises(InvalidInput):
+def test_makes_missing_parent_folders(tmp_path, settings):
+    target = tmp_path / "no" / "such" / "demo"
+    written = project.init(target, settings)
+    assert files_of(target) == EXPECTED_FILES
+    assert all(target in w.path.parents for w in written)
+    assert [p.name for p in (tmp_path / "no" / "such").iterdir()] == ["demo"]
+    assert load(target) == settings
+
+
+def test_makes_missing_parents_of_a_relative_folder(tmp_path, settings, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    project.init(Path("a/b/demo"), settings)
+    assert files_of(tmp_path / "a" / "b" / "demo") == EXPECTED_FILES
+
+
+def test_refuses_a_file_in_the_way_of_a_parent(tmp_path, settings, take_snapshot):
+    (tmp_path / "no").write_text("a file\n")
+    before = take_snapshot(tmp_path)
+    with pytest.raises(InvalidInput, match="not a folder"):
+        project.init(tmp_path / "no" / "such" / "demo", settings)
+    assert take_snapshot(tmp_path) == before
+
+
+def test_refuses_an_unwritable_place_and_makes_nothing(tmp_path, settings, monkeypatch):
+    real = Path.mkdir
+
+    def denied(self, *args, **kwargs):
+        if self.name == "such":  # the first parent is made, the second is refused
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(InvalidInput, match="cannot create .*Permission denied"):
+        project.init(tmp_path / "no" / "such" / "demo", settings)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_after_making_parents_removes_them(tmp_path, settings, monkeypatch):
+    def fail(folder, s, *, initial):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render, "write_project", fail)
+    with pytest.raises(OSError, match="disk full"):
         project.init(tmp_path / "no" / "such" / "demo", settings)
     assert list(tmp_path.iterdir()) == []
 

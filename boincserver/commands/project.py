@@ -14,7 +14,7 @@ commands = typer.Typer()
 
 @commands.command()
 def init(
-    directory: Path = typer.Argument(..., help="The new project folder; must not exist or be empty."),
+    directory: Path = typer.Argument(..., help="The new project folder, made with any missing parents; must be new or empty."),
     project: Optional[str] = typer.Option(None, help="Short name: lowercase letters, digits, '_' (default: the folder's name)."),
     url_base: str = typer.Option("http://127.0.0.1:8080", help="Where volunteers reach the server: http(s)://host[:port]."),
     boinc_user: str = typer.Option("boincadm", help="The Unix user that owns and runs the project."),

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from boincserver import __version__, paths
-from boincserver.boinc import naming, tuning
+from boincserver.boinc import mail, naming, tuning
 from boincserver.errors import InvalidInput, ProjectError
 
 LOCKED = ("project", "boinc_user", "project_root")
@@ -44,6 +44,14 @@ class Settings:
     # Slots of the scheduler's job array (shared memory, about 66 KB each once filled): the
     # feeder hands out at most this many jobs a second. Large projects raise it.
     work_slots: int = tuning.DEFAULT_WORK_SLOTS
+    # The project's mail (password resets): SMTP server, port (0: the TLS mode's usual one),
+    # TLS (none, starttls or tls), user and sender. No host: no mail, as BOINC's sample.
+    # The password is the secret `mail` (`boincserver secrets rotate mail --stdin`).
+    mail_host: str = ""
+    mail_port: int = 0
+    mail_tls: str = "starttls"
+    mail_user: str = ""
+    mail_from: str = ""
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -63,6 +71,11 @@ class Settings:
             tuning.check_work_slots(self.work_slots)
         except tuning.TuningError as exc:
             raise InvalidInput(str(exc)) from None
+        try:
+            mail.check_mail(self.mail_host, self.mail_port or mail.DEFAULT_PORTS.get(self.mail_tls, 587),
+                            self.mail_tls, self.mail_user, self.mail_from)
+        except mail.MailError as exc:
+            raise InvalidInput(str(exc), advice="fix it with `boincserver mail set` (or in boincserver.toml)") from None
         if self.registry:
             from boincserver.registry import check_registry
             object.__setattr__(self, "registry", check_registry(self.registry))
@@ -81,6 +94,9 @@ class Settings:
 
     def env(self) -> dict[str, str]:
         """What Compose reads from .env: the build arguments and the runtime values."""
+        mail_env = {} if not self.mail_host else {
+            "MAIL_HOST": self.mail_host, "MAIL_PORT": str(self.mail_port or ""), "MAIL_TLS": self.mail_tls,
+            "MAIL_USER": self.mail_user, "MAIL_FROM": self.mail_from}
         return {
             "PROJECT": self.project,
             "BOINC_USER": self.boinc_user,
@@ -88,6 +104,7 @@ class Settings:
             "URL_BASE": self.url_base,
             "HTTP_PORT": str(self.http_port),
             "WORK_SLOTS": str(self.work_slots),
+            **mail_env,  # only with a mail host: a project without mail keeps its .env
         }
 
 

@@ -17,7 +17,7 @@ The job:
    job_file.php needs, and the clean-up task in config.xml.
    And html/project/remote_apps.inc (and submitters.inc), which BOINC's submit.php and
    show_apps.php require (container/remote_apps.py), and what BUDA's pages need
-   (container/buda.py).
+   (container/buda.py), and the project's mail in project.inc (container/mail.py).
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -35,6 +35,7 @@ from typing import IO
 from boincserver.boinc import makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
 from boincserver.container import buda, lifecycle
+from boincserver.container import mail as project_mail
 from boincserver.container import remote_apps
 from boincserver.container.common import Mounts, Owner, Refused
 from boincserver.container.vault import Vault
@@ -206,6 +207,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     url = naming.normalise_url_base(common.required_env(environ, "URL_BASE"))
     host = environ.get("PROJECT_HOST", "boincserver")
     slots = work_slots(environ)
+    mail_settings = project_mail.settings(environ)
     restore_overlay(mounts, root)
     locked = {"project": project, "boinc_user": owner.name, "project_root": str(root)}
     exists = check_locked(mounts.project, locked)
@@ -247,6 +249,8 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         log(f"for BOINC's submission pages: {written}")
     for prepared in buda.prepare_project(mounts.project, str(root), previous_url, url):
         log(f"for BUDA (Docker apps on the web): {prepared}")
+    for written in project_mail.prepare_project(mounts.project, mail_settings):
+        log(f"mail: {written}")
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 

@@ -51,7 +51,10 @@ def _options(cmd) -> list[str]:
 def cli_reference() -> str:
     from boincserver.commands.cli import app
 
+    from boincserver.commands.metavars import tidy_root
+
     root = typer.main.get_command(app)
+    tidy_root(root)  # as `boincserver --help` shows it: APP, [SERVICES]...
     out = ["Global options: " + ", ".join(
         f"`{' | '.join(p.opts)}`" for p in root.params if p.param_type_name == "option") + ".", ""]
     for path, cmd in walk(root, "boincserver"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -68,6 +69,27 @@ def test_help_of_every_command(words):
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
     assert words[-1] in result.output
+
+
+@pytest.mark.parametrize("words", [[], *COMMANDS], ids=lambda w: " ".join(w) or "boincserver")
+def test_help_shows_no_typer_type_metavars(words):
+    """No `--json <bool>`, `<str>`, `<list[str]>`, `{APP}` or lower-case argument names."""
+    out = runner.invoke(cli.app, [*words, "--help"], terminal_width=200).output
+    assert re.findall(r"<[^>\n]*>|\{[^}\n]*\}", out) == []
+    usage = next(line for line in out.splitlines() if "Usage:" in line)
+    arguments = usage.split("[OPTIONS]", 1)[-1]
+    assert not re.search(r"[a-z]", arguments.replace("COMMAND [ARGS]", "")), usage
+    for line in out.splitlines():  # a flag's row: the option, then its help, no value between
+        if re.match(r"[│|]\s+--(json|help|force|quiet)\b", line):
+            assert re.match(r"[│|]\s+--[\w-]+(\s+-\w)?\s+[A-Z][a-z]", line), line
+
+
+def test_help_names_option_values_classically():
+    out = runner.invoke(cli.app, ["logs", "--help"], terminal_width=200).output
+    assert re.search(r"--tail\s+TEXT\s", out)
+    assert "[SERVICES]..." in out
+    out = runner.invoke(cli.app, ["init", "--help"], terminal_width=200).output
+    assert re.search(r"--http-port\s+INTEGER\s", out) and re.search(r"--offline-signing\s+PATH\s", out)
 
 
 def test_top_level_help_lists_commands():

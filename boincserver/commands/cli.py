@@ -9,9 +9,10 @@ import typer
 from boincserver import __version__
 from boincserver.commands import apps, backup, images, jobs, project, secrets, users, volunteer
 from boincserver.commands.context import console, state
+from boincserver.commands.metavars import Root
 from boincserver.errors import BoincServerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=Root, add_completion=False, no_args_is_help=True,
                   help="Stand up and run a self-hosted BOINC project server as a Docker Compose stack.",
                   context_settings={"help_option_names": ["--help", "-h"]})
 # The order here is the order of `--help` and of the README's CLI reference: typer lists a

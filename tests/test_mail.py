@@ -3,16 +3,23 @@ the makeproject job's part (container/mail.py) and `boincserver mail` (mail.py).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from fakes import RecordingEngine
+from typer.testing import CliRunner
 
+from boincserver import context, project
+from boincserver import mail as host_mail
 from boincserver.boinc import mail
+from boincserver.commands import cli
+from boincserver.commands import mail as mail_commands
 from boincserver.container import mail as container_mail
 from boincserver.container.common import Refused
-from boincserver.errors import InvalidInput
-from boincserver.settings import Settings
+from boincserver.errors import InvalidInput, ProjectError
+from boincserver.settings import Settings, load
 
 SAMPLE = Path("/tmp/bsrc/server/html/project.sample/project.inc")
 INC = """<?php
@@ -140,3 +147,96 @@ def test_job_leaves_an_operators_phpmailer_folder(tmp_path):
 def test_job_refuses_bad_env_before_changing_anything():
     with pytest.raises(Refused, match="mail_tls.*mail set"):
         container_mail.settings({"MAIL_HOST": "h", "MAIL_TLS": "ssl", "MAIL_FROM": "a@b.org"})
+
+
+# -- from the host (tests/fakes.py's RecordingEngine) --------------------------------------------
+SERVER_OK = ["SERVER -> CLIENT: 220 sink ESMTP", "SERVER -> CLIENT: 250 HELP",
+             "SERVER -> CLIENT: 235 2.7.0 Authentication successful", "SERVER -> CLIENT: 250 OK queued",
+             "SERVER -> CLIENT: 221 Bye"]
+SERVER_535 = ["SERVER -> CLIENT: 220 sink ESMTP", "SERVER -> CLIENT: 535 5.7.8 Authentication credentials invalid",
+              "SMTP ERROR: Password command failed: 535 5.7.8 Authentication credentials invalid",
+              "SMTP Error: Could not authenticate.", "SMTP connect() failed. https://example.invalid/wiki"]
+
+
+@pytest.fixture
+def demo(tmp_path) -> context.Project:
+    folder = tmp_path / "demo"
+    project.init(folder, Settings(project="demo"))
+    engine = RecordingEngine()
+    engine.running.add("apache")
+    return context.Project(folder.absolute(), load(folder), engine)
+
+
+def _with_mail(demo):
+    host_mail.set_mail(demo, host="smtp.example.org", user="ada", sender="boinc@example.org")
+    return demo
+
+
+def test_set_saves_checked_settings_and_clear_takes_them_away(demo):
+    got = host_mail.set_mail(demo, host="smtp.example.org", tls="tls", sender="boinc@example.org")
+    assert got == {"changed": True, "configured": True, "host": "smtp.example.org", "port": 465, "tls": "tls",
+                   "user": "", "from": "boinc@example.org"}
+    assert load(demo.dir).mail_host == "smtp.example.org"
+    assert "MAIL_HOST=smtp.example.org" in (demo.dir / ".env").read_text()
+    assert host_mail.set_mail(demo, host="smtp.example.org")["changed"] is False
+    with pytest.raises(InvalidInput, match="mail_tls"):
+        host_mail.set_mail(demo, tls="ssl")
+    assert load(demo.dir).mail_tls == "tls"  # a refused change writes nothing
+    assert host_mail.set_mail(demo, clear=True)["configured"] is False
+    assert "MAIL_HOST" not in (demo.dir / ".env").read_text()
+    assert not demo.engine.calls
+
+
+def test_send_test_runs_boincs_send_email_in_apache(demo):
+    _with_mail(demo)
+    demo.engine.on("exec", "php", service="apache",
+                   out={"sent": True, "mailer": "phpmailer", "error": "", "transcript": SERVER_OK})
+    got = host_mail.send_test(demo, "Ada@Example.org")
+    assert got["sent"] and got["smtp_answer"] == "250 OK queued" and got["address"] == "ada@example.org"
+    call = demo.engine.find("exec", "php")
+    assert call.command == ["php", "--", "ada@example.org"]
+    assert call.args["user"] == demo.settings.boinc_user and call.args["workdir"] == demo.settings.project_root
+    assert b'require_once("../inc/email.inc")' in call.args["stdin"] and b"send_email(" in call.args["stdin"]
+
+
+def test_send_test_failure_names_the_servers_answer_and_the_fix(demo):
+    _with_mail(demo)
+    demo.engine.on("exec", "php", service="apache",
+                   out={"sent": False, "mailer": "phpmailer", "error": "SMTP connect() failed.",
+                        "transcript": SERVER_535})
+    with pytest.raises(ProjectError) as caught:
+        host_mail.send_test(demo, "ada@example.org")
+    assert "535 5.7.8" in str(caught.value) and "Could not authenticate" in str(caught.value)
+    assert "secrets rotate mail --stdin" in caught.value.advice
+
+
+def test_send_test_refuses_without_settings_or_before_up(demo):
+    with pytest.raises(ProjectError, match="no mail settings") as caught:
+        host_mail.send_test(demo, "ada@example.org")
+    assert "mail set" in caught.value.advice and not demo.engine.named("exec")
+    _with_mail(demo)
+    demo.engine.on("exec", "php", out={"sent": False, "mailer": "php mail()", "error": "", "transcript": []})
+    with pytest.raises(ProjectError, match="php mail") as caught:
+        host_mail.send_test(demo, "ada@example.org")
+    assert "boincserver up" in caught.value.advice
+    with pytest.raises(InvalidInput, match="not an e-mail address"):
+        host_mail.send_test(demo, "ada")
+
+
+def test_cli_mail_test_prints_json_and_exits_1_on_failure(demo, monkeypatch):
+    _with_mail(demo)
+    monkeypatch.setattr(mail_commands, "open_project", lambda: demo)
+    demo.engine.on("exec", "php", out={"sent": True, "mailer": "phpmailer", "error": "", "transcript": SERVER_OK})
+    runner = CliRunner()
+    done = runner.invoke(cli.app, ["mail", "test", "ada@example.org", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["smtp_answer"] == "250 OK queued"
+    demo.engine.on("exec", "php", out={"sent": False, "mailer": "phpmailer", "error": "SMTP connect() failed.",
+                                       "transcript": ["SMTP ERROR: Failed to connect to server: Connection "
+                                                      "refused (111)"]})
+    done = runner.invoke(cli.app, ["mail", "test", "ada@example.org"])
+    # cli.main prints our errors as "Error: ..." with exit 1 (tests/test_cli.py).
+    assert isinstance(done.exception, ProjectError) and "Connection refused" in str(done.exception)
+    assert "mail set --host" in done.exception.advice
+    done = runner.invoke(cli.app, ["mail", "show"])
+    assert "SMTP smtp.example.org:587 (starttls) as ada, from boinc@example.org" in done.output

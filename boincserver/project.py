@@ -23,7 +23,7 @@ from boincserver.boinc import status as boinc_status
 from boincserver.context import (Project, Reporter, Silent, check_docker, created_record, download_progress, service_running,
                                  wait_until_serving)
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
-from boincserver.settings import Settings, locked_changes, to_toml
+from boincserver.settings import Settings, locked_changes, save as save_settings, to_toml
 
 SERVICES = ("mysql", "makeproject", "apache")
 PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
@@ -139,7 +139,8 @@ def check_port_free(project: Project, port: int) -> None:
 
 
 def write_settings(project: Project, settings: Settings) -> None:
-    (project.dir / paths.SETTINGS_FILE).write_text(to_toml(settings))
+    """The new settings into boincserver.toml (the user's comments and layout kept), then the files from it."""
+    save_settings(project.dir, settings)
     render.write_project(project.dir, settings, initial=False)
     project.settings = settings
 

@@ -6,10 +6,11 @@ and PROJECT_ROOT are build-time values: once the project exists they may not cha
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+
+import tomlkit
 
 from boincserver import __version__, paths
 from boincserver.boinc import mail, naming, tuning
@@ -108,15 +109,50 @@ class Settings:
         }
 
 
-def to_toml(settings: Settings) -> str:
-    lines = ["# boincserver project settings: values only, never secrets.",
-             "# PROJECT, BOINC_USER and PROJECT_ROOT are locked once the project exists.",
-             "[project]"]
+HEADER = ("boincserver project settings: values only, never secrets.",
+          "PROJECT, BOINC_USER and PROJECT_ROOT are locked once the project exists.")
+
+
+def to_toml(settings: Settings, existing: str | None = None) -> str:
+    """The settings file's text: a new one, or `existing` with only the changed values changed.
+
+    The user's comments, blank lines, order and quoting survive (tomlkit edits the parsed
+    file in place); a value it lacks is added only when it differs from the default.
+    """
+    if existing is None:
+        doc = tomlkit.document()
+        for line in HEADER:
+            doc.add(tomlkit.comment(line))
+        table = tomlkit.table()
+        for f in fields(Settings):
+            table.add(f.name, getattr(settings, f.name))
+        doc.add("project", table)
+        return tomlkit.dumps(doc)
+    doc = tomlkit.parse(existing)
+    if "project" not in doc:
+        doc.add("project", tomlkit.table())
+    table = doc["project"]
+    defaults = Settings(project=settings.project)
     for f in fields(Settings):
         value = getattr(settings, f.name)
-        # JSON's string escapes are valid TOML basic strings.
-        lines.append(f"{f.name} = {value if isinstance(value, int) else json.dumps(value)}")
-    return "\n".join(lines) + "\n"
+        if f.name in table:
+            old = table[f.name]
+            if (old.unwrap() if hasattr(old, "unwrap") else old) != value:
+                table[f.name] = value
+        elif value != getattr(defaults, f.name) or f.name == "project":
+            table[f.name] = value
+    return tomlkit.dumps(doc)
+
+
+def save(project_dir: Path, settings: Settings) -> None:
+    """Write `settings` into the project's settings file, keeping the user's layout and comments."""
+    path = project_dir / paths.SETTINGS_FILE
+    existing = path.read_text() if path.is_file() else None
+    text = to_toml(settings, existing)
+    if text != existing:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def load(project_dir: Path) -> Settings:

@@ -9,7 +9,7 @@ import pytest
 from boincserver import __version__, paths
 from boincserver.errors import BoincServerError, InvalidInput, ProjectError
 from boincserver.settings import (DEFAULT_URL_BASE, LOCKED, Settings, default_project_root, load,
-                                  locked_changes, to_toml)
+                                  locked_changes, save, to_toml)
 
 
 def test_defaults():
@@ -114,6 +114,54 @@ def test_to_toml_round_trips_through_load(tmp_path, settings):
     assert data["http_port"] == settings.http_port
     (tmp_path / paths.SETTINGS_FILE).write_text(text)
     assert load(tmp_path) == settings
+
+
+HAND_MADE = """\
+# boincserver settings of the physics group
+# (kept in git; see docs/server.md)
+
+[project]
+boinc_user = "boincadm"          # do not change: the volume's files belong to it
+project = 'demo'
+
+# the public name
+url_base = "http://old.example.org"
+http_port = 8080
+
+work_slots = 2000   # raised for the 2026 campaign
+"""
+
+
+def test_an_update_changes_only_the_changed_values():
+    old = Settings(project="demo", url_base="http://old.example.org", work_slots=2000)
+    new = old.with_changes(url_base="https://new.example.org", http_port=9000)
+    text = to_toml(new, HAND_MADE)
+    assert text == HAND_MADE.replace('"http://old.example.org"', '"https://new.example.org"') \
+        .replace("http_port = 8080", "http_port = 9000")
+    assert Settings(**tomllib.loads(text)["project"]) == new
+
+
+def test_an_update_without_changes_is_the_file_itself():
+    assert to_toml(Settings(project="demo", url_base="http://old.example.org", work_slots=2000),
+                   HAND_MADE) == HAND_MADE
+
+
+def test_an_update_adds_a_missing_value_only_when_it_is_not_the_default():
+    text = to_toml(Settings(project="demo", url_base="http://old.example.org", work_slots=2000,
+                            registry="ghcr.io/acme"), HAND_MADE)
+    assert text.startswith(HAND_MADE.rstrip("\n"))
+    added = text[len(HAND_MADE.rstrip("\n")):].split()
+    assert added == ["registry", "=", '"ghcr.io/acme"']
+
+
+def test_save_keeps_the_file_when_nothing_changed(tmp_path):
+    path = write(tmp_path, HAND_MADE) / paths.SETTINGS_FILE
+    before = path.stat().st_mtime_ns
+    save(tmp_path, load(tmp_path))
+    assert path.read_text() == HAND_MADE and path.stat().st_mtime_ns == before
+    save(tmp_path, load(tmp_path).with_changes(http_port=9000))
+    assert path.read_text() == HAND_MADE.replace("http_port = 8080", "http_port = 9000")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [paths.SETTINGS_FILE]
 
 
 def test_load_without_settings_file(tmp_path):

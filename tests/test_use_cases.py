@@ -139,6 +139,24 @@ def test_up_builds_then_starts_everything_and_waits(demo, serving):
     assert not demo.engine.named("run", "exec")  # no secret, no key: nothing run in a container
 
 
+def test_up_with_a_new_url_keeps_the_users_comments_and_layout(demo, serving):
+    """`up --url-base` changes that one value of boincserver.toml and nothing else of the file."""
+    path = demo.dir / "boincserver.toml"
+    port = demo.settings.http_port
+    hand_made = (f"# Our volunteer project: ask Ada before changing anything.\n\n"
+                 f"[project]\n"
+                 f"http_port = {port}   # the university firewall opens this one\n\n"
+                 f"# public name, see DNS ticket 42\n"
+                 f"url_base = 'http://127.0.0.1:8080'\n"
+                 f"project = \"demo\"\n"
+                 f"boincserver_version = \"{__version__}\"\n")
+    path.write_text(hand_made)
+    demo.settings = load(demo.dir)
+    project.up(demo, context.Silent(), url_base="https://boinc.example.org")
+    assert path.read_text() == hand_made.replace("'http://127.0.0.1:8080'", '"https://boinc.example.org"')
+    assert load(demo.dir) == Settings(project="demo", http_port=port, url_base="https://boinc.example.org")
+
+
 def test_up_refuses_a_changed_locked_value_before_writing_anything(demo, serving):
     created(demo, boinc_user="someone")
     before = (demo.dir / "boincserver.toml").read_text()

@@ -146,22 +146,43 @@ def base_images_state(engine: Engine, base_os_image: str = pins.BASE_OS_IMAGE) -
     return {name: image_state(engine, name, base_os_image) for name in pins.BASE_IMAGE_NAMES}
 
 
+# What building needs free where Docker keeps images: the base images and their build layers
+# (BOINC compiled in makeproject) take about 2 GB.
+MIN_FREE_TO_BUILD = 3 << 30
+ADVICE_DISK = "free space where Docker keeps its images: `docker system prune` removes unused images and build cache"
+
+
+def check_free_disk(engine: Engine, needed: int = MIN_FREE_TO_BUILD) -> None:
+    """Refuse to start a build that would run out of disk (an unknown free space passes)."""
+    free = engine.free_disk_bytes()
+    if free is not None and free < needed:
+        raise EnvironmentProblem(f"only {free / (1 << 30):.1f} GiB free for Docker's images; building needs about "
+                                 f"{needed / (1 << 30):.0f} GiB; nothing was built", advice=ADVICE_DISK)
+
+
 def build_images(engine: Engine, names: tuple[str, ...], source_tarball: Callable[[], Path], on_line: LineSink,
                  on_step: Callable[[str], None], force: bool = False,
                  base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
     """Build those of `names` that are missing or outdated (all with `force`); return the names
-    built. `source_tarball` is asked only when an image that compiles BOINC is built."""
+    built. `source_tarball` is asked only when an image that compiles BOINC is built.
+
+    Everything the builds need (free disk, BOINC's source, the base OS image) is found before
+    the first one starts, so a missing piece never shows up after minutes of building.
+    """
+    todo = [(name, state) for name in names
+            if (state := image_state(engine, name, base_os_image)) != "current" or force]
+    if not todo:
+        return []
+    check_free_disk(engine)
+    tarball = source_tarball() if any(name in SOURCE_TARBALL for name, _ in todo) else None
+    ensure_os_image(engine, base_os_image, on_step)
     built = []
-    for name in names:
-        state = image_state(engine, name, base_os_image)
-        if state == "current" and not force:
-            continue
-        ensure_os_image(engine, base_os_image, on_step)
+    for name, state in todo:
         tag = image_tag(name)
         on_step(f"building {'base ' if name in pins.BASE_IMAGE_NAMES else ''}image {tag} ({state})"
                 + (": compiling BOINC takes a few minutes" if name in SOURCE_TARBALL else ""))
         with tempfile.TemporaryDirectory(prefix=f"boincserver-{name}-") as tmp:
-            ctx = make_context(name, Path(tmp) / "ctx", source_tarball() if name in SOURCE_TARBALL else None)
+            ctx = make_context(name, Path(tmp) / "ctx", tarball if name in SOURCE_TARBALL else None)
             digest = inputs_digest(name, base_os_image)
             engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, **pinned_build_args(name)},
                                labels_for(name, digest), on_line)

@@ -193,6 +193,8 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
         return bool(labels) and labels.get(PROJECT_INPUTS_LABEL) == digests[service]
 
     needed = [s for s in SERVICES if force or not current(s)]
+    if needed:  # before any pull or build: a full disk is found first, not halfway
+        images.check_free_disk(project.engine)
     if where and not force:
         for service in list(needed):
             remote = reg.reference(where, project.settings.compose_name, service,

@@ -78,6 +78,7 @@ class RecordingEngine:
     image_files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (image, path) -> bytes
     volumes: dict[str, dict[str, bytes]] = field(default_factory=dict)  # volume -> {path: bytes}
     running: set[str] = field(default_factory=set)
+    free_disk: int | None = 100 << 30  # where Docker keeps images (None: unknown)
     http_port: int = 8080
     calls: list[Call] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
@@ -135,7 +136,7 @@ class RecordingEngine:
 
     @recorded
     def free_disk_bytes(self, call):
-        return 100 << 30
+        return self.free_disk
 
     # -- images ---------------------------------------------------------------------------
     @recorded

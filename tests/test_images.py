@@ -256,3 +256,62 @@ def test_ensure_volunteer_images_rebuilds_only_the_outdated_one(tmp_path):
 
 def test_the_volunteer_images_are_not_base_images():
     assert not set(images.VOLUNTEER_IMAGE_NAMES) & set(pins.BASE_IMAGE_NAMES)
+
+
+# -- everything a build needs is found before the first image is built ------------------------
+def missing_base_images():
+    from fakes import RecordingEngine
+    engine = RecordingEngine()
+    engine.images[pins.BASE_OS_IMAGE] = {}
+    return engine
+
+
+def test_a_missing_boinc_source_stops_the_build_before_the_first_image():
+    from boincserver.errors import SourceError
+    engine = missing_base_images()
+
+    def no_source():
+        raise SourceError("BOINC's source cannot be downloaded")
+
+    with pytest.raises(SourceError):
+        images.build_base_images(engine, no_source, lambda line: None, lambda s: None)
+    assert engine.named("build_image") == []  # mysql and apache, which need no source, neither
+
+
+def test_a_full_disk_stops_the_build_before_anything_is_asked_or_pulled(tmp_path):
+    from boincserver.errors import EnvironmentProblem
+    engine = missing_base_images()
+    engine.free_disk = 1 << 30
+    asked = []
+    with pytest.raises(EnvironmentProblem, match="1.0 GiB free") as exc:
+        images.build_base_images(engine, lambda: asked.append(1) or tmp_path, lambda line: None, lambda s: None)
+    assert "docker system prune" in exc.value.advice
+    assert asked == [] and engine.named("build_image", "pull") == []
+
+
+def test_the_source_is_asked_once_before_the_builds_and_an_unknown_free_space_passes(tmp_path):
+    engine = missing_base_images()
+    engine.free_disk = None
+    tarball = tmp_path / "boinc.tar.gz"
+    tarball.write_bytes(b"x")
+    order = []
+    engine_build = engine.build_image
+
+    def build_image(*args, **kwargs):
+        order.append("build")
+        return engine_build(*args, **kwargs)
+
+    engine.build_image = build_image
+    built = images.build_base_images(engine, lambda: order.append("source") or tarball, lambda line: None,
+                                     lambda s: None)
+    assert built == list(pins.BASE_IMAGE_NAMES)
+    assert order == ["source", "build", "build", "build"]
+
+
+def test_nothing_to_build_checks_nothing():
+    from fakes import RecordingEngine
+    engine = RecordingEngine()
+    engine.base_images_current()
+    engine.free_disk = 0
+    assert images.build_base_images(engine, lambda: None, lambda line: None, lambda s: None) == []
+    assert engine.named("free_disk_bytes", "build_image") == []

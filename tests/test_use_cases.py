@@ -20,7 +20,7 @@ from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.boinc import keys
 from boincserver.engine import Engine
-from boincserver.errors import DockerError, InvalidInput, ProjectError
+from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
 from boincserver.settings import Settings, load
 
 from fakes import RecordingEngine
@@ -106,6 +106,13 @@ def test_build_makes_each_project_image_from_its_overlay_once(demo):
     # A changed overlay rebuilds the images.
     (demo.dir / "images" / "apache" / "extra.conf").write_text("# more\n")
     assert project.build(demo, context.Silent()).project_built == list(project.SERVICES)
+
+
+def test_build_on_a_full_disk_builds_and_pulls_nothing(demo):
+    demo.engine.free_disk = 2 << 30
+    with pytest.raises(EnvironmentProblem, match="building needs about 3 GiB"):
+        project.build(demo, context.Silent())
+    assert not demo.engine.named("build_image", "pull")
 
 
 def test_build_pushes_by_content_tag_and_another_machine_pulls_instead_of_building(tmp_path):

@@ -32,6 +32,12 @@ class Reporter(Protocol):
     def line(self, text: str) -> None: ...
 
 
+def build_lines(reporter: Reporter) -> Callable[[str], None]:
+    """Where a Docker build's lines go: the reporter's build_line (a progress display and a
+    log file, as the CLI's console has) or, for a reporter without one, its line."""
+    return getattr(reporter, "build_line", reporter.line)
+
+
 class Silent:
     def step(self, message: str) -> None:
         pass

@@ -33,3 +33,9 @@ def cache_dir() -> Path:
 def boinc_tarball_cache(commit: str = pins.BOINC_COMMIT) -> Path:
     """Where the BOINC source of `commit` is kept once downloaded or handed over."""
     return cache_dir() / "boinc" / f"boinc-{commit}.tar.gz"
+
+
+def log_dir() -> Path:
+    """Where the full logs of builds go (the screen shows one line per step)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "boincserver" / "logs"

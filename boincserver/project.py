@@ -20,8 +20,8 @@ from boincserver import __version__, boinc_source, images, paths, pins, render, 
 from boincserver import registry as reg
 from boincserver.boinc import keys
 from boincserver.boinc import status as boinc_status
-from boincserver.context import (Project, Reporter, Silent, check_docker, created_record, download_progress, service_running,
-                                 wait_until_serving)
+from boincserver.context import (Project, Reporter, Silent, build_lines, check_docker, created_record, download_progress,
+                                 service_running, wait_until_serving)
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
 from boincserver.settings import Settings, locked_changes, save as save_settings, to_toml
 
@@ -208,7 +208,7 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
     if needed:
         result.base_built = images.build_base_images(
             project.engine, lambda: given or boinc_source.resolve(on_progress=download_progress(reporter, "BOINC's source")),
-            reporter.line, reporter.step, force=force)
+            build_lines(reporter), reporter.step, force=force)
     labels = reg.oci_labels(__version__, pins.BOINC_COMMIT, reg.git_facts(project.dir))
     for service in needed:
         reporter.step(f"building {project.image(service)}")
@@ -217,7 +217,7 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
             {k: v for k, v in project.settings.env().items() if k in ("PROJECT", "BOINC_USER", "PROJECT_ROOT")},
             {PROJECT_INPUTS_LABEL: digests[service],
              "org.opencontainers.image.title": f"{project.settings.project} {service}", **labels},
-            reporter.line, dockerfile=project.dir / "images" / service / "Dockerfile")
+            build_lines(reporter), dockerfile=project.dir / "images" / service / "Dockerfile")
         result.project_built.append(service)
     for service in SERVICES:
         refs = [reg.reference(where, project.settings.compose_name, service, t) for t in tags]

@@ -27,7 +27,7 @@ import jinja2
 
 from boincserver import __version__, boinc_source, images, inproject, pins, render
 from boincserver.boinc import client
-from boincserver.context import Project, Reporter, check_docker, download_progress
+from boincserver.context import Project, Reporter, build_lines, check_docker, download_progress
 from boincserver.engine import Engine
 from boincserver.errors import InvalidInput, ProjectError, ServiceNotRunning
 from boincserver.project import port_is_free
@@ -207,7 +207,7 @@ def up(project: Project, reporter: Reporter, attach: str | None = None, account_
     was_running = (folder(project) / "compose.yaml").is_file() and running(engine)
     built = images.ensure_volunteer_images(
         project.engine, lambda: boinc_source.resolve_client(client_src, on_progress=download_progress(reporter, "the BOINC client's source")),
-        reporter.line, reporter.step)
+        build_lines(reporter), reporter.step)
     written = write_folder(project, url, key)
     reporter.step(f"starting the volunteer's client ({pins.volunteer_image()})")
     engine.compose_up([SERVICE], reporter.line)

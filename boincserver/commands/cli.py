@@ -40,11 +40,11 @@ def _version(value: bool):
 @app.callback()
 def root(
     project_dir: Path = typer.Option(Path("."), "--project-dir", "-C", help="The project folder (default: here)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Show steps, not the lines of builds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Show steps only, not each step of a build (its full log is kept in a file)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ):
     state["project_dir"] = project_dir
-    console.quiet = quiet
+    console.start(quiet)
 
 
 def main():

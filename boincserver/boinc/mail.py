@@ -14,11 +14,13 @@ Facts from the pinned server source (server_release 1.6.2):
 - send_email() calls make_php_mailer(), then AddAddress, Subject, Body and Send(); on failure it
   echoes $mail->ErrorInfo into the page and returns false (55-69). All SMTP settings (host,
   port, encryption, user, password, sender) are the function's own: the sample project.inc
-  shows one inside `if (0) { ... }` (html/project.sample/project.inc:83-108).
+  shows one inside `if (0) { ... }` (html/project.sample/project.inc:82-109).
 - The password-reset page: get_passwd.php's form posts email_addr to mail_passwd.php
   (html/user/get_passwd.php:29-31), which looks the account up and calls send_auth_email()
-  (mail_passwd.php:46-72), whose body holds a login link
-  secure_url_base()."login_action.php?id=ID&t=TIME&h=HASH" (email.inc:98-119).
+  (mail_passwd.php:45-71), whose body holds a login link
+  secure_url_base()."login_action.php?id=ID&t=TIME&h=HASH" (email.inc:98-119). When
+  send_email() fails the page says "Email failed" / "Can't send email" (mail_passwd.php:66-69)
+  and the site goes on serving.
 
 boincserver installs PHPMailer 6 from Debian (libphp-phpmailer, /usr/share/php/libphp-phpmailer)
 in the apache image and links html/inc/PHPMailer to it; project.inc gets a marked block that

@@ -1,11 +1,12 @@
 """The project's mail on the shared stack: an SMTP sink (aiosmtpd) on the host, reached by the
 apache service through its network's gateway; `mail set`, `up`, the password through `secrets
 rotate mail --stdin`, `mail test`, and the password-reset mail that BOINC's own page sends
-(get_passwd.php's form, posted to mail_passwd.php). A wrong password: a clear error naming the
+(get_passwd.php's form, posted to mail_passwd.php), whose link logs the account in. A wrong password: a clear error naming the
 fix, the server serving as before. The shared stack's mail is cleared afterwards."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -124,4 +125,13 @@ def test_mail_test_and_password_reset_reach_the_sink(stack: Stack, sink):
     link = re.search(r"(\S+/login_action\.php\?id=\d+&t=\d+&h=[0-9a-f]{16})", body)
     assert link and link.group(1).startswith(f"{stack.local}/{stack.project}/"), body
     assert "account information" in reset["Subject"]
+    # The link logs the account in: login_action.php's login_via_link() answers a redirect
+    # with the auth cookie (html/user/login_action.php:76-107, html/inc/consent.inc:97).
+    parts = urllib.parse.urlsplit(link.group(1))
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", f"{parts.path}?{parts.query}")
+    answer = conn.getresponse()
+    assert answer.status == 302, answer.read()[-1500:]
+    assert "auth=" in (answer.getheader("Set-Cookie") or "")
+    conn.close()
     assert _serving(stack)

@@ -9,14 +9,14 @@ import json
 import sys
 
 import pytest
-from container_fakes import fake_make_user, helper_json, install_mysqldb, on_path, project_folder
-from test_apps import WRAPPER_BYTES, app_state, members  # noqa: F401
+from container_fakes import helper_json, on_path
+from test_apps import app_state, members
 from test_apps import app_dir, served  # noqa: F401 (fixtures)
-from test_users import TABLES
+from test_users import accounts_project
 
 from boincserver import apps
 from boincserver.boinc import buda as bb
-from boincserver.errors import InvalidInput, ProjectError
+from boincserver.errors import InvalidInput
 
 URL = "http://h:8080/demo/download"
 
@@ -148,16 +148,9 @@ def test_app_list_shows_buda_apps(served, monkeypatch, capsys):  # noqa: F811
 @pytest.fixture
 def apache_project(tmp_path, monkeypatch):
     """A project with the BOINC apps uppercase and buda and the BUDA apps upper and lower."""
-    db = install_mysqldb(tmp_path, monkeypatch)
-    for statement in TABLES.strip().split(";\n"):
-        db.sql(statement)
-    db.sql("INSERT INTO app (id, name) VALUES (1, 'uppercase'), (2, 'buda')")
-    root = project_folder(tmp_path / "project")
-    (root / "html" / "ops").mkdir(parents=True)
-    fake_make_user(tmp_path / "bin")
+    root, db = accounts_project(tmp_path, monkeypatch, ("uppercase", "buda"))
     on_path(monkeypatch, root)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{root / 'bin'}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_PHP_LOG", str(tmp_path / "php.log"))
     for name in ("upper", "lower"):
         desc = bb.make_app(name, ["in"], ["out"], user_id=0, create_time=1)
         files = {"Dockerfile": b"FROM debian\nWORKDIR /app\n"}

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fakes import RecordingEngine
+from test_users import demo  # noqa: F401 (fixture: a project whose apache runs)
 from typer.testing import CliRunner
 
-from boincserver import context, project
 from boincserver import mail as host_mail
 from boincserver.boinc import mail
 from boincserver.commands import cli
@@ -156,15 +155,6 @@ SERVER_OK = ["SERVER -> CLIENT: 220 sink ESMTP", "SERVER -> CLIENT: 250 HELP",
 SERVER_535 = ["SERVER -> CLIENT: 220 sink ESMTP", "SERVER -> CLIENT: 535 5.7.8 Authentication credentials invalid",
               "SMTP ERROR: Password command failed: 535 5.7.8 Authentication credentials invalid",
               "SMTP Error: Could not authenticate.", "SMTP connect() failed. https://example.invalid/wiki"]
-
-
-@pytest.fixture
-def demo(tmp_path) -> context.Project:
-    folder = tmp_path / "demo"
-    project.init(folder, Settings(project="demo"))
-    engine = RecordingEngine()
-    engine.running.add("apache")
-    return context.Project(folder.absolute(), load(folder), engine)
 
 
 def _with_mail(demo):

@@ -8,13 +8,12 @@ import json
 
 import pytest
 from container_fakes import fake_make_user, helper_json, install_mysqldb, project_folder, script
-from fakes import RecordingEngine
+from test_use_cases import make_project
 
-from boincserver import context, project, users
+from boincserver import context, users
 from boincserver.boinc import submitters
 from boincserver.container import jobs
 from boincserver.errors import InvalidInput
-from boincserver.settings import Settings, load
 
 TABLES = """
 CREATE TABLE user (id INTEGER PRIMARY KEY, email_addr TEXT UNIQUE, name TEXT, authenticator TEXT, passwd_hash TEXT);
@@ -24,18 +23,26 @@ CREATE TABLE user_submit_app (user_id INTEGER, app_id INTEGER, manage INTEGER, P
 """
 
 
-@pytest.fixture
-def apache_project(tmp_path, monkeypatch):
-    """A project with apps uppercase and wordcount, whose `php` plays BOINC's make_user."""
+def accounts_project(tmp_path, monkeypatch, apps: tuple[str, ...]):
+    """A project folder and database with these BOINC apps (ids from 1), whose `php` plays
+    BOINC's make_user (its calls logged to php.log)."""
     db = install_mysqldb(tmp_path, monkeypatch)
     for statement in TABLES.strip().split(";\n"):
         db.sql(statement)
-    db.sql("INSERT INTO app (id, name) VALUES (1, 'uppercase'), (2, 'wordcount')")
+    for app_id, name in enumerate(apps, 1):
+        db.sql("INSERT INTO app (id, name) VALUES (?, ?)", (app_id, name))
     root = project_folder(tmp_path / "project")
     (root / "html" / "ops").mkdir(parents=True)
     fake_make_user(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_PHP_LOG", str(tmp_path / "php.log"))
+    return root, db
+
+
+@pytest.fixture
+def apache_project(tmp_path, monkeypatch):
+    """A project with apps uppercase and wordcount."""
+    root, db = accounts_project(tmp_path, monkeypatch, ("uppercase", "wordcount"))
     return root, db, tmp_path / "php.log"
 
 
@@ -143,11 +150,9 @@ def test_addresses_refused(address):
 # -- from the host --------------------------------------------------------------------------------
 @pytest.fixture
 def demo(tmp_path) -> context.Project:
-    folder = tmp_path / "demo"
-    project.init(folder, Settings(project="demo"))
-    engine = RecordingEngine()
-    engine.running.add("apache")
-    return context.Project(folder.absolute(), load(folder), engine)
+    p = make_project(tmp_path)
+    p.engine.running.add("apache")
+    return p
 
 
 def test_add_sends_the_checked_address_name_and_apps(demo):

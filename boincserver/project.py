@@ -14,7 +14,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from boincserver import __version__, boinc_source, images, paths, pins, render, secrets
 from boincserver import registry as reg
@@ -294,11 +293,23 @@ def status(project: Project, reporter: Reporter | None = None) -> dict:
     apache_up = any(r["service"] == "apache" and r["state"] == "running" for r in services)  # one ps
     daemons = []
     raw = ""
+    figures: dict = {}
     if apache_up:
         raw = bin_status(project)
         daemons = boinc_status.parse(raw)
+        figures = server_figures(project)
     return {"project": project.settings.project, "master_url": project.settings.master_url,
-            "services": services, "daemons": daemons, "bin_status": raw}
+            "services": services, "daemons": daemons, "bin_status": raw, "metrics": figures}
+
+
+def server_figures(project: Project) -> dict:
+    """What URL_BASE/metrics shows (container/metrics.py), as a dict; {"error"} when the apache
+    service cannot tell (an image older than the metrics, a helper that failed)."""
+    from boincserver.inproject import jobs_helper
+    try:
+        return jobs_helper(project, ["metrics"])
+    except ProjectError as exc:
+        return {"error": str(exc)}
 
 
 def bin_status(project: Project, wait: float = 20.0) -> str:

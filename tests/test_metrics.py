@@ -108,3 +108,32 @@ def test_figures_render_as_the_metrics_status_shows():
     assert all(f"# HELP {n}" in "\n".join(lines) and f"# TYPE {n} gauge" in lines for n in names)
     # A database that did not answer: the families that need it say nothing, `boinc_up` says 0.
     assert m.exposition(m.metrics({"database_up": 0})).count("\nboinc_up 0\n") == 1
+
+
+# -- status: the same figures in the terminal ----------------------------------------------------
+FIGURES = {"database_up": 1, "daemons": {"feeder": 1, "transitioner": 0},
+           "results": {"up": {"inactive": 0, "unsent": 5, "in_progress": 3}, "wc": {"inactive": 0, "unsent": 1,
+                                                                                    "in_progress": 0}},
+           "workunits_waiting": {}, "transitioner_backlog": {"seconds": 90.0, "workunits": 4},
+           "results_received_last_hour": 17, "feeder": {"ready": 1, "slots": 500, "filled": 120}}
+
+
+def test_status_shows_the_figures_of_the_metrics_endpoint(tmp_path):
+    from test_use_cases import make_project
+
+    from boincserver import project
+    from boincserver.commands.project import figure_lines
+    p = make_project(tmp_path)
+    p.engine.running |= {"mysql", "apache"}
+    p.engine.on("exec", "bin/status", service="apache", out="BOINC is ENABLED\n")
+    p.engine.on("exec", "boincserver-jobs", "metrics", service="apache", out=FIGURES)
+    data = project.status(p)
+    assert data["metrics"] == FIGURES
+    assert figure_lines(data["metrics"])[1:] == [
+        "metrics (as URL_BASE/metrics shows them):", "  results: 0 inactive, 6 unsent, 3 in progress",
+        "  transitioner backlog: 4 due, oldest 90 s", "  results received in the last hour: 17",
+        "  feeder: 120 of 500 slots filled", "  daemons not running: transitioner"]
+    assert figure_lines({"database_up": 0, "database_error": "gone"})[-1] == "  database: not answering (gone)"
+    # An apache image without the metrics: status still answers, and says so.
+    p.engine.on("exec", "boincserver-jobs", "metrics", service="apache", code=1, err="boincserver-jobs: no such command")
+    assert "error" in project.status(p)["metrics"]

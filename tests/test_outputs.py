@@ -488,12 +488,18 @@ def test_get_output_refusals(root):
 IMAGE = paths.data_dir("images") / "apache"
 
 
-def test_apache_routes_both_urls_to_the_cgi_before_the_projects_alias():
-    conf = (IMAGE / "outputs.conf").read_text()
+def shipped_cgi(name: str) -> str:
+    """The apache image's NAME.conf, once the Dockerfile is seen to copy it into conf-enabled/
+    (read before sites-enabled/, where the project's Alias /PROJECT ...html/user is) and the
+    program boincserver-NAME beside the others."""
     dockerfile = (IMAGE / "Dockerfile").read_text()
-    # conf-enabled/ is read before sites-enabled/ (the project's Alias /PROJECT ...html/user).
-    assert "COPY outputs.conf /etc/apache2/conf-enabled/boincserver-outputs.conf\n" in dockerfile
-    assert "COPY boincserver-outputs /usr/local/libexec/boincserver/boincserver-outputs\n" in dockerfile
+    assert f"COPY {name}.conf /etc/apache2/conf-enabled/boincserver-{name}.conf\n" in dockerfile
+    assert f"COPY boincserver-{name} /usr/local/libexec/boincserver/boincserver-{name}\n" in dockerfile
+    return (IMAGE / f"{name}.conf").read_text()
+
+
+def test_apache_routes_both_urls_to_the_cgi_before_the_projects_alias():
+    conf = shipped_cgi("outputs")
     match = re.search(r'^ScriptAliasMatch "([^"]+)" (\S+)$', conf, re.M)
     assert match.group(2) == "/usr/local/libexec/boincserver/boincserver-outputs"
     pattern = re.compile(match.group(1).replace("${PROJECT}", "demo"))

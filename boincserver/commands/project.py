@@ -119,6 +119,33 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     if data["bin_status"]:
         console.result("\nbin/status:")
         console.result(data["bin_status"].rstrip())
+    for line in figure_lines(data.get("metrics") or {}):
+        console.result(line)
+
+
+def figure_lines(figures: dict) -> list[str]:
+    """The figures of /metrics in a few lines (status's terminal view)."""
+    if not figures:
+        return []
+    if "error" in figures:
+        return ["", f"metrics: not available ({figures['error']})"]
+    lines = ["", "metrics (as URL_BASE/metrics shows them):"]
+    if not figures.get("database_up"):
+        return lines + [f"  database: not answering ({figures.get('database_error', '')})"]
+    totals: dict[str, int] = {}
+    for states in figures.get("results", {}).values():
+        for state, count in states.items():
+            totals[state] = totals.get(state, 0) + count
+    lines.append("  results: " + (", ".join(f"{n} {s.replace('_', ' ')}" for s, n in totals.items()) or "none"))
+    backlog = figures.get("transitioner_backlog", {})
+    lines.append(f"  transitioner backlog: {backlog.get('workunits', 0)} due, oldest {backlog.get('seconds', 0):.0f} s")
+    lines.append(f"  results received in the last hour: {figures.get('results_received_last_hour', 0)}")
+    feeder = figures.get("feeder") or {}
+    if feeder:
+        lines.append(f"  feeder: {feeder['filled']} of {feeder['slots']} slots filled")
+    down = [name for name, up in figures.get("daemons", {}).items() if not up]
+    lines.append(f"  daemons not running: {', '.join(down)}" if down else "  daemons: all running")
+    return lines
 
 
 @commands.command()

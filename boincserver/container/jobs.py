@@ -28,7 +28,7 @@ from boincserver.boinc import configxml, database, docker
 from boincserver.boinc import jobs as bj
 from boincserver.boinc import outputs as bo
 from boincserver.container import accounts, apps, common
-from boincserver.container import lifecycle
+from boincserver.container import lifecycle, metrics
 from boincserver.container.common import ProjectFolder, Refused
 
 NAME = "boincserver-jobs"
@@ -424,6 +424,7 @@ def nudge_stalled(project: ProjectFolder, args: list[str]) -> dict:
 COMMANDS = {**apps.COMMANDS, **accounts.COMMANDS, "check-app": check_app, "submit": submit,
             "status": status, "batches": batches, "abort": abort, "nudge-stalled": nudge_stalled}
 COMMANDS.update(lifecycle.COMMANDS)  # retire, clean-batches: the batch life cycle
+COMMANDS.update(metrics.COMMANDS)  # the server's health, as /metrics shows it
 
 
 def main(argv: list[str] | None = None, *, root: Path | None = None, out: IO[bytes] | None = None,

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from boincserver.boinc import metrics as m
+
+
+def debian_promtool() -> Path:
+    """promtool beside the prometheus `./run test` unpacks from Debian's package; else a skip."""
+    prometheus = os.environ.get("PROMETHEUS") or shutil.which("prometheus")
+    promtool = Path(prometheus).with_name("promtool") if prometheus else None
+    if not (promtool and promtool.exists()):
+        pytest.skip("Debian's promtool is not here: `./run test` unpacks it with prometheus, or set PROMETHEUS")
+    return promtool
 
 CONFIG = """<boinc>
   <config/>
@@ -137,3 +155,37 @@ def test_status_shows_the_figures_of_the_metrics_endpoint(tmp_path):
     # An apache image without the metrics: status still answers, and says so.
     p.engine.on("exec", "boincserver-jobs", "metrics", service="apache", code=1, err="boincserver-jobs: no such command")
     assert "error" in project.status(p)["metrics"]
+
+
+def test_promtool_finds_nothing_to_mend_in_the_text():
+    """Prometheus's own linter (promtool check metrics: HELP on every family, names, units)."""
+    promtool = debian_promtool()
+    figures = dict(FIGURES, filesystems={"project": {"size_bytes": 10, "avail_bytes": 5}})
+    done = subprocess.run([str(promtool), "check", "metrics"], input=m.exposition(m.metrics(figures)),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- examples/grafana-dashboard.json ----------------------------------------------------------------
+DASHBOARD = Path(__file__).resolve().parents[1] / "examples" / "grafana-dashboard.json"
+
+
+def dashboard_queries() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p["targets"]]
+
+
+def test_the_dashboard_asks_only_for_metrics_the_endpoint_has():
+    figures = dict(FIGURES, filesystems={"project": {"size_bytes": 10, "avail_bytes": 5}})
+    exported = {metric.name for metric in m.metrics(figures)}
+    asked = {name for expr in dashboard_queries() for name in re.findall(r"\bboinc_[a-z_]+", expr)}
+    assert asked and asked <= exported, asked - exported
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path):
+    promtool = debian_promtool()
+    rules = "groups:\n  - name: dashboard\n    rules:\n" + "".join(
+        f"      - record: dashboard:query{i}\n        expr: '{expr}'\n" for i, expr in enumerate(dashboard_queries()))
+    (tmp_path / "rules.yml").write_text(rules)
+    done = subprocess.run([str(promtool), "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

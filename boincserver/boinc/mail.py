@@ -35,6 +35,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from boincserver.boinc.makeproject import php_string
+
 TLS_MODES = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 # email.inc:46 checks this path (relative to html/user); the link points at Debian's package.
@@ -93,11 +95,6 @@ def mail_from_env(environ: dict[str, str]) -> Mail | None:
     except ValueError:
         raise MailError(f"mail_port {raw!r} is not a port number (1-65535)") from None
     return check_mail(host, port, tls, environ.get("MAIL_USER", ""), environ.get("MAIL_FROM", ""))
-
-
-def php_string(value: str) -> str:
-    """A single-quoted PHP literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def mailer_block(mail: Mail, password_file: str = PASSWORD_FILE) -> str:

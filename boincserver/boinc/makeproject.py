@@ -26,6 +26,12 @@ PROJECT_INC = "html/project/project.inc"
 OPS_HTACCESS = "html/ops/.htaccess"
 
 
+def php_string(value: str) -> str:
+    """A PHP single-quoted string literal holding `value` (only \\ and ' are special there), for
+    the PHP boincserver writes into html/project/ (project.inc, remote_apps.inc)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def project_inc_defaults(text: str, project: str) -> str:
     """The sample project.inc make_project copies, made fit to serve as it is."""
     # The sample sends every new account's address to an outside service: off by default.

@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from boincserver.boinc import configxml
 from boincserver.boinc.database import TRANSITION_TIME_FINISHED
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,11 +98,6 @@ class DaemonEntry:
         return self.pid_file.removesuffix(".pid")
 
 
-def _element(block: str, tag: str) -> str:
-    found = re.search(rf"<{tag}>(.*?)</{tag}>", block, re.S)
-    return found.group(1).strip() if found else ""
-
-
 def command_basename(command: str) -> str:
     words = command.split()
     first = words[1] if words[:1] == ["run_in_ops"] and len(words) > 1 else (words[0] if words else "")
@@ -112,11 +108,12 @@ def daemons(config_xml: str) -> list[DaemonEntry]:
     """The <daemon>s of config.xml, with the pid file bin/start writes for each."""
     out = []
     for block in re.findall(r"<daemon>(.*?)</daemon>", config_xml, re.S):
-        command = _element(block, "cmd")
+        command = configxml.get_element(block, "cmd") or ""
         if not command:
             continue
-        disabled = _element(block, "disabled") not in ("", "0")
-        out.append(DaemonEntry(command, _element(block, "pid_file") or f"{command_basename(command)}.pid", disabled))
+        disabled = (configxml.get_element(block, "disabled") or "") not in ("", "0")
+        pid_file = configxml.get_element(block, "pid_file") or f"{command_basename(command)}.pid"
+        out.append(DaemonEntry(command, pid_file, disabled))
     return out
 
 

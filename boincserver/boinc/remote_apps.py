@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from boincserver.boinc import apps as boinc_apps
+from boincserver.boinc.makeproject import php_string
 
 REMOTE_APPS_INC = "html/project/remote_apps.inc"
 SUBMITTERS_INC = "html/project/submitters.inc"
@@ -87,11 +88,6 @@ def remote_apps(rows: Iterable[tuple], daemon_commands: Iterable[str]) -> list[R
             continue
         out.append(RemoteApp(name, friendly or name, moves_outputs(commands, name)))
     return out
-
-
-def php_string(value: str) -> str:
-    """A PHP single-quoted string literal holding `value` (only \\ and ' are special there)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _app_object(app: RemoteApp) -> str:

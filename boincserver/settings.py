@@ -13,7 +13,7 @@ from pathlib import Path
 import tomlkit
 
 from boincserver import __version__, paths
-from boincserver.boinc import mail, naming, tuning
+from boincserver.boinc import home_page, mail, naming, tuning
 from boincserver.errors import InvalidInput, ProjectError
 
 LOCKED = ("project", "boinc_user", "project_root")
@@ -45,6 +45,11 @@ class Settings:
     # Slots of the scheduler's job array (shared memory, about 66 KB each once filled): the
     # feeder hands out at most this many jobs a second. Large projects raise it.
     work_slots: int = tuning.DEFAULT_WORK_SLOTS
+    # What the home page shows: the long name (in titles, the navbar, the footer; "" for the
+    # short name) and the description (plain text, a blank line between paragraphs; "" for
+    # a default sentence). Applied at every `up`.
+    long_name: str = ""
+    description: str = ""
     # The project's mail (password resets): SMTP server, port (0: the TLS mode's usual one),
     # TLS (none, starttls or tls), user and sender. No host: no mail, as BOINC's sample.
     # The password is the secret `mail` (`boincserver secrets rotate mail --stdin`).
@@ -73,6 +78,12 @@ class Settings:
         except tuning.TuningError as exc:
             raise InvalidInput(str(exc)) from None
         try:
+            object.__setattr__(self, "long_name", home_page.check_long_name(self.long_name))
+            object.__setattr__(self, "description", home_page.check_description(self.description))
+        except home_page.HomePageError as exc:
+            raise InvalidInput(str(exc), advice="fix long_name or description in boincserver.toml "
+                               "(or init's --long-name, --description); nothing was changed") from None
+        try:
             mail.check_mail(self.mail_host, self.mail_port or mail.DEFAULT_PORTS.get(self.mail_tls, 587),
                             self.mail_tls, self.mail_user, self.mail_from)
         except mail.MailError as exc:
@@ -86,6 +97,11 @@ class Settings:
     @property
     def master_url(self) -> str:
         return f"{self.url_base}/{self.project}/"
+
+    def home_page_env(self) -> dict[str, str]:
+        """The long name and description for the makeproject job, as .env can hold any text."""
+        values = {"PROJECT_LONG_NAME": self.long_name, "PROJECT_DESCRIPTION": self.description}
+        return {k: home_page.env_value(v) for k, v in values.items() if v}
 
     def locked_values(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in LOCKED}
@@ -106,6 +122,7 @@ class Settings:
             "HTTP_PORT": str(self.http_port),
             "WORK_SLOTS": str(self.work_slots),
             **mail_env,  # only with a mail host: a project without mail keeps its .env
+            **self.home_page_env(),  # only when set: a project with the defaults keeps its .env
         }
 
 

@@ -33,6 +33,10 @@ CREATE TABLE batch (id INTEGER PRIMARY KEY, user_id INTEGER, create_time INTEGER
                     nerror_jobs INTEGER, state INTEGER, completion_time REAL, credit_estimate REAL,
                     credit_canonical REAL, credit_total REAL, name TEXT, app_id INTEGER, project_state INTEGER,
                     description TEXT, expire_time REAL);
+CREATE TABLE category (id INTEGER PRIMARY KEY, orderID INTEGER, lang INTEGER, name TEXT, is_helpdesk INTEGER,
+                       UNIQUE (name, is_helpdesk));
+CREATE TABLE forum (id INTEGER PRIMARY KEY, category INTEGER, orderID INTEGER, title TEXT, description TEXT,
+                    is_dev_blog INTEGER DEFAULT 0, parent_type INTEGER DEFAULT 0, UNIQUE (parent_type, category, title));
 """
 # MariaDB's account statements: recorded, not run (SQLite has no users).
 ACCOUNT_STATEMENTS = ("CREATE USER", "ALTER USER", "GRANT", "FLUSH")
@@ -48,7 +52,9 @@ class FakeCursor:
         if sql.startswith(ACCOUNT_STATEMENTS):
             self.db.accounts.append((sql, tuple(params or ())))
             return
-        # MySQLdb's %s parameters and %% for a literal %, as SQLite's ? and %.
+        # MySQLdb's %s parameters and %% for a literal %, as SQLite's ? and %; MariaDB's
+        # INSERT IGNORE as SQLite's INSERT OR IGNORE.
+        sql = sql.replace("INSERT IGNORE ", "INSERT OR IGNORE ", 1)
         self.cur.execute(sql.replace("%s", "?").replace("%%", "%"), tuple(params or ()))
         self.rowcount, self.lastrowid = self.cur.rowcount, self.cur.lastrowid
         self.conn.commit()

@@ -24,6 +24,8 @@ def init(
         None, help="Keep the code-signing private key in this folder, never on the server."),
     registry: str = typer.Option("", help="Registry of the project's images: HOST:PORT/PATH, port and path optional (build --push; up pulls)."),
     work_slots: int = typer.Option(500, help="Slots of the scheduler's job array: at most this many jobs handed out a second; about 66 KB of shared memory each."),
+    long_name: str = typer.Option("", help="The name the web pages show (default: the short name)."),
+    description: str = typer.Option("", help="What the home page says the project does: plain text, a blank line between paragraphs."),
 ):
     """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
     from boincserver import project as core
@@ -35,7 +37,7 @@ def init(
     settings = Settings(project=project or directory.absolute().name, url_base=url_base,
                         boinc_user=boinc_user, project_root=project_root or "", http_port=http_port,
                         offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "",
-                        registry=registry, work_slots=work_slots)
+                        registry=registry, work_slots=work_slots, long_name=long_name, description=description)
     for written in core.init(directory, settings):
         console.result(f"{written.state:9} {written.path}")
     if offline_signing:

@@ -18,6 +18,8 @@ The job:
    And html/project/remote_apps.inc (and submitters.inc), which BOINC's submit.php and
    show_apps.php require (container/remote_apps.py), and what BUDA's pages need
    (container/buda.py), and the project's mail in project.inc (container/mail.py).
+   And the home page (container/home_page.py): the long name and description from
+   boincserver.toml, html/user/about.php and the forums; a welcome news item at creation.
 
 Exit codes: 0 done, 2 failed (the message is on stderr as "[makeproject] error: ...").
 """
@@ -32,9 +34,10 @@ import time
 from pathlib import Path
 from typing import IO
 
-from boincserver.boinc import makeproject, naming, substitution, tuning
+from boincserver.boinc import home_page as home, makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
 from boincserver.container import buda, lifecycle
+from boincserver.container import home_page
 from boincserver.container import mail as project_mail
 from boincserver.container import remote_apps
 from boincserver.container.common import Mounts, Owner, Refused
@@ -120,7 +123,7 @@ def create_project(mounts: Mounts, vault: Vault, project: str, owner: Owner, roo
     config = root / "config.xml"
     config.write_text(tuning.with_lost_results_resent(tuning.with_upload_certificates(config.read_text())))
     inc = root / makeproject.PROJECT_INC
-    inc.write_text(makeproject.project_inc_defaults(inc.read_text(), project))
+    inc.write_text(home.project_inc_without_display_errors(makeproject.project_inc_defaults(inc.read_text(), project)))
     # The ops area's password file lives in the secrets volume, not beside the pages.
     htaccess = root / makeproject.OPS_HTACCESS
     htaccess.write_text(makeproject.ops_htaccess_with_password_file(
@@ -208,6 +211,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     host = environ.get("PROJECT_HOST", "boincserver")
     slots = work_slots(environ)
     mail_settings = project_mail.settings(environ)
+    long_name, description = home_page.settings(environ, project)
     restore_overlay(mounts, root)
     locked = {"project": project, "boinc_user": owner.name, "project_root": str(root)}
     exists = check_locked(mounts.project, locked)
@@ -224,6 +228,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     state_path = mounts.project / STATE_DIR / "state.json"
     if not exists:
         create_project(mounts, vault, project, owner, root, url, host, environ)
+        home_page.welcome(mounts.project, int(time.time()))
         previous_url = url
         (mounts.project / STATE_DIR).mkdir(exist_ok=True)
         record = {**locked, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -251,6 +256,8 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         log(f"for BUDA (Docker apps on the web): {prepared}")
     for written in project_mail.prepare_project(mounts.project, mail_settings):
         log(f"mail: {written}")
+    for written in home_page.prepare_project(mounts.project, long_name, description, values):
+        log(f"home page: {written}")
     write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 

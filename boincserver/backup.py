@@ -30,12 +30,15 @@ from boincserver.sealed import (OpenedReader, SealedWriter, SectionFeed, end_sec
                                 section_chunks, write_section)
 
 FORMAT = 1
-SECTIONS = ("secrets", "database", "project", "results")  # after the manifest, in this order
+# After the manifest, in this order. tls (the certificates and mod_md's ACME account) came later:
+# a backup without it restores, and the project then gets a new certificate.
+SECTIONS = ("secrets", "tls", "database", "project", "results")
 PROJECT_MOUNT = "/run/boincserver/project"  # where the makeproject service has the project volume
 SECRETS_MOUNT = "/run/boincserver/secrets"  # and the secrets volume
 # and the results volume: through makeproject (root), because apache runs as the BOINC user
 # and a fresh results volume is root's until the makeproject job gives it to that user.
 RESULTS_MOUNT = "/run/boincserver/results"
+TLS_MOUNT = "/run/boincserver/tls"  # the same: mod_md writes it as the BOINC user
 # -- backup --------------------------------------------------------------------------------
 @dataclass
 class BackupResult:
@@ -48,7 +51,7 @@ class BackupResult:
 def volume_places(project: Project) -> dict[str, tuple[str, str]]:
     """Each volume a backup holds, by section: the service that mounts it, and where."""
     return {"secrets": ("makeproject", SECRETS_MOUNT), "project": ("makeproject", PROJECT_MOUNT),
-            "results": ("makeproject", RESULTS_MOUNT)}
+            "results": ("makeproject", RESULTS_MOUNT), "tls": ("makeproject", TLS_MOUNT)}
 
 
 def _back_up_section(project: Project, reporter: Reporter, w: SealedWriter, name: str) -> int:

@@ -137,8 +137,9 @@ def http_get(url: str, host_header: str | None, timeout: float = 5.0) -> tuple[i
 
 
 def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
-    """Until the home page and the scheduler answer through the published port."""
-    host = settings.url_base.split("://", 1)[1]
+    """Until the home page and the scheduler answer through the published HTTP port (by IP
+    when Apache serves HTTPS: requests for the URL's host are redirected there)."""
+    host = None if settings.serves_https else settings.url_base.split("://", 1)[1]
     base = f"http://127.0.0.1:{settings.http_port}"
     deadline = time.monotonic() + timeout
     home = sched = (0, "")
@@ -153,6 +154,48 @@ def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
     raise ProjectError(
         f"the server did not answer in {timeout:.0f}s (home page HTTP {home[0]}, scheduler HTTP {sched[0]})",
         advice="see `boincserver logs apache` and `boincserver status`")
+
+
+MD_STATUS = "http://127.0.0.1/.boincserver/md-status/"
+
+
+def certificate_state(project: Project, settings: Settings):
+    """mod_md's word on the URL's certificate (tls.CertificateState); None if it says nothing."""
+    from boincserver import tls
+    if settings.tls != "acme":
+        return None
+    ran = project.engine.exec("apache", ["curl", "-fsS", MD_STATUS + settings.host], check=False)
+    try:
+        return tls.certificate_state(json.loads(ran.out), settings.acme_directory) if ran.code == 0 else None
+    except ValueError:
+        return None
+
+
+def wait_until_certified(project: Project, settings: Settings, reporter: Reporter, timeout: float = 180.0,
+                         serial: str | None = None) -> None:
+    """Until Apache serves the URL's certificate (that of `serial`, if given) on its HTTPS port;
+    an ACME CA's refusal, as mod_md reports it, ends the wait with what to do about it."""
+    from boincserver import tls
+    if settings.tls == "acme":
+        reporter.step(f"waiting for a certificate for {settings.host} from {settings.acme_directory}")
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = certificate_state(project, settings)
+        if settings.tls != "acme" or (state and state.ready):
+            served = tls.served_certificate("127.0.0.1", settings.published_https_port, settings.host)
+            wanted = serial or (state.serial if state else None)
+            if served and (wanted is None or served.serial.lstrip("0").upper() == wanted.lstrip("0").upper()):
+                return
+        elif state and state.errors >= 2 and state.problem:
+            # mod_md retries by itself (30 s, doubling); twice the same refusal is an answer.
+            break
+        time.sleep(2)
+    if state and state.problem:
+        raise ProjectError(f"no certificate for {settings.host}: {state.problem}", advice=state.advice)
+    raise ProjectError(f"Apache served no certificate for {settings.host} on port "
+                       f"{settings.published_https_port} within {timeout:.0f}s",
+                       advice="see `boincserver logs apache` and `boincserver status`")
 
 
 def restart_apache(project: Project, reporter: Reporter, why: str) -> None:

@@ -20,7 +20,7 @@ from boincserver import registry as reg
 from boincserver.boinc import keys
 from boincserver.boinc import status as boinc_status
 from boincserver.context import (Project, Reporter, Silent, build_lines, check_docker, created_record, download_progress,
-                                 service_running, wait_until_serving)
+                                 read_volume_file, service_running, wait_until_certified, wait_until_serving)
 from boincserver.errors import DockerError, EnvironmentProblem, InvalidInput, ProjectError
 from boincserver.settings import Settings, locked_changes, save as save_settings, to_toml
 
@@ -35,6 +35,7 @@ NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github", "volunteer"}
 def init(project_dir: Path, settings: Settings) -> list[render.Written]:
     """Scaffold a new project folder; refuse to touch an existing or non-empty one."""
     project_dir = project_dir.absolute()
+    settings.check_https()
     if (project_dir / paths.SETTINGS_FILE).exists():
         raise ProjectError(f"{project_dir} is already a boincserver project; nothing was changed",
                            advice="use `boincserver up` there, or choose a new folder")
@@ -122,19 +123,21 @@ def port_is_free(port: int) -> bool:
             return False
 
 
-def port_is_ours(project: Project, port: int) -> bool:
+def port_is_ours(project: Project, port: int, container_port: int = 80) -> bool:
     """True if this project's running apache is what holds the port."""
-    published = project.engine.compose_port("apache", 80) if service_running(project, "apache") else None
+    published = project.engine.compose_port("apache", container_port) if service_running(project, "apache") else None
     return bool(published) and published.rsplit(":", 1)[-1] == str(port)
 
 
 ADVICE_PORT = "free it, or choose another: `boincserver up --http-port PORT`"
 
 
-def check_port_free(project: Project, port: int) -> None:
+def check_port_free(project: Project, port: int, container_port: int = 80) -> None:
     """Refuse a host port that something other than this project's apache holds."""
-    if not port_is_ours(project, port) and not port_is_free(port):
-        raise EnvironmentProblem(f"port {port} is already taken on this machine", advice=ADVICE_PORT)
+    if not port_is_ours(project, port, container_port) and not port_is_free(port):
+        raise EnvironmentProblem(f"port {port} is already taken on this machine",
+                                 advice=ADVICE_PORT if container_port == 80 else
+                                 "free it, or choose another: `boincserver up --https-port PORT`")
 
 
 def write_settings(project: Project, settings: Settings) -> None:
@@ -245,14 +248,45 @@ class UpResult:
 
 
 def up(project: Project, reporter: Reporter, url_base: str | None = None, http_port: int | None = None,
-       boinc_src: str | None = None, timeout: float = 300) -> UpResult:
+       boinc_src: str | None = None, timeout: float = 300, changes: dict | None = None) -> UpResult:
+    """Build what is missing, create or update the project, start it and wait until it serves.
+
+    `changes` are further settings (https_port, tls, acme_*). A certificate by ACME is waited
+    for too; a project that already serves moves to a new https:// URL only once Apache has
+    its certificate, so a CA that refuses leaves it serving as before."""
     started = time.monotonic()
-    new = project.settings.with_changes(url_base=url_base, http_port=http_port)
+    old = project.settings
+    new = old.with_changes(url_base=url_base, http_port=http_port, **(changes or {}))
+    new.check_https()
     check_docker(project.engine)
     check_locked(project, new)
     check_port_free(project, new.http_port)
+    if new.serves_https:
+        check_port_free(project, new.published_https_port, container_port=443)
+    if new.serves_https and new.tls == "files" and read_volume_file(project, "tls", "files/fullchain.pem") is None:
+        raise InvalidInput("--tls files needs the certificate's files first; nothing was changed",
+                           advice="give them with `boincserver tls set --cert FULLCHAIN.pem --key PRIVKEY.pem`")
     if boinc_src:  # verified before anything is written
         boinc_src = str(boinc_source.resolve(boinc_src))
+
+    def remaining() -> float:
+        return max(10.0, timeout - (time.monotonic() - started))
+
+    if _needs_certificate_first(old, new) and created_record(project) is not None:
+        # Phase 1: Apache gets the certificate for the new URL while serving the old one.
+        staged = new.with_changes(url_base=old.url_base)
+        render.write_project(project.dir, staged, initial=False, env={**staged.env(), **new.tls_env()})
+        build(project, reporter, boinc_src=boinc_src)
+        reporter.step(f"obtaining a certificate for {new.host} before the URL moves")
+        _compose_up(project, reporter)
+        try:
+            wait_until_serving(staged, timeout=remaining())
+            wait_until_certified(project, new, reporter, timeout=remaining())
+        except ProjectError:
+            reporter.step(f"the project keeps serving at {old.master_url}")
+            write_settings(project, old)
+            _compose_up(project, reporter)
+            raise
     write_settings(project, new)
     build(project, reporter, boinc_src=boinc_src)
     secrets.recover(project, reporter)
@@ -263,14 +297,28 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
         reporter.step("offline code signing: sending the public key only")
         secrets.send_public_key(project, keys.public_key_to_text(pair.public))
     reporter.step("starting mysql, creating or updating the project, starting apache")
+    _compose_up(project, reporter)
+    local = f"http://127.0.0.1:{new.http_port}/{new.project}/"
+    wait_until_serving(new, timeout=remaining())
+    if new.serves_https:
+        wait_until_certified(project, new, reporter, timeout=remaining())
+    return UpResult(new.master_url, local, time.monotonic() - started)
+
+
+def _needs_certificate_first(old: Settings, new: Settings) -> bool:
+    """A move to a URL that ACME must certify first (a new host, CA or way of serving TLS)."""
+    if not (new.serves_https and new.tls == "acme"):
+        return False
+    return not (old.serves_https and old.tls == "acme" and old.host == new.host
+                and old.acme_directory == new.acme_directory)
+
+
+def _compose_up(project: Project, reporter: Reporter) -> None:
     try:
         project.engine.compose_up(None, reporter.line)
     except Exception:
         _explain_failed_job(project, reporter)
         raise
-    local = f"http://127.0.0.1:{new.http_port}/{new.project}/"
-    wait_until_serving(new, timeout=max(10.0, timeout - (time.monotonic() - started)))
-    return UpResult(new.master_url, local, time.monotonic() - started)
 
 
 def _explain_failed_job(project: Project, reporter: Reporter) -> None:

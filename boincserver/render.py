@@ -45,7 +45,7 @@ def environment() -> jinja2.Environment:
     )
 
 
-def context(settings: Settings) -> dict:
+def context(settings: Settings, env: dict[str, str] | None = None) -> dict:
     from boincserver import __version__
 
     from boincserver import catalogue
@@ -56,23 +56,25 @@ def context(settings: Settings) -> dict:
         "version": __version__,
         "pins": pins,
         "base_image": pins.base_image,
-        "env": settings.env(),
+        "env": settings.env() if env is None else env,
     }
 
 
-def render_all(settings: Settings) -> dict[str, str]:
+def render_all(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
+    ctx = context(settings, env)
     env = environment()
-    ctx = context(settings)
     try:
         return {dest: env.get_template(src).render(ctx) for src, dest in PROJECT_FILES.items()}
     except jinja2.UndefinedError as exc:  # a template bug, not a user's: say which value
         raise RuntimeError(f"template value missing: {exc}") from exc
 
 
-def write_project(project_dir: Path, settings: Settings, *, initial: bool) -> list[Written]:
-    """Write the rendered files; user-owned files only when `initial`."""
+def write_project(project_dir: Path, settings: Settings, *, initial: bool,
+                  env: dict[str, str] | None = None) -> list[Written]:
+    """Write the rendered files; user-owned files only when `initial`. `env`, when given, is
+    what .env holds instead of the settings' own values (a switch to https in two steps)."""
     report = []
-    for rel, text in render_all(settings).items():
+    for rel, text in render_all(settings, env).items():
         path = project_dir / rel
         if path.exists():
             if rel in USER_OWNED and not initial:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import tomlkit
 
@@ -58,6 +59,17 @@ class Settings:
     mail_tls: str = "starttls"
     mail_user: str = ""
     mail_from: str = ""
+    # HTTPS, for an https:// URL base: acme (a certificate from an ACME CA, obtained and renewed
+    # by Apache's mod_md), files (your own: `boincserver tls set`), or proxy (something in front
+    # terminates TLS; the server speaks plain HTTP). An http:// URL base serves plain HTTP.
+    tls: str = "acme"
+    # The host port published for HTTPS (0: the URL base's port, or 443).
+    https_port: int = 0
+    # The ACME CA: letsencrypt, letsencrypt-staging or a directory URL; the account's contact;
+    # a private CA's own TLS root (PEM), which Apache must trust to talk to it.
+    acme_directory: str = "letsencrypt"
+    acme_email: str = ""
+    acme_ca_bundle: str = ""
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -88,6 +100,18 @@ class Settings:
                             self.mail_tls, self.mail_user, self.mail_from)
         except mail.MailError as exc:
             raise InvalidInput(str(exc), advice="fix it with `boincserver mail set` (or in boincserver.toml)") from None
+        if isinstance(self.https_port, bool) or not isinstance(self.https_port, int) \
+                or not 0 <= self.https_port <= 65535:
+            raise InvalidInput(f"HTTPS port {self.https_port!r} is not valid: use a number from 1 to 65535")
+        from boincserver import tls
+        tls.check_mode(self.tls)
+        tls.check_directory(self.acme_directory)
+        tls.check_email(self.acme_email)
+        if self.acme_ca_bundle:
+            tls.check_ca_bundle(self.acme_ca_bundle)
+        if self.serves_https and self.published_https_port == self.http_port:
+            raise InvalidInput(f"HTTP and HTTPS cannot share port {self.http_port}",
+                               advice="choose another one with --https-port or --http-port")
         if self.registry:
             from boincserver.registry import check_registry
             object.__setattr__(self, "registry", check_registry(self.registry))
@@ -97,6 +121,44 @@ class Settings:
     @property
     def master_url(self) -> str:
         return f"{self.url_base}/{self.project}/"
+
+    def check_https(self) -> None:
+        """What serving HTTPS by ACME needs, checked by init and up before anything changes
+        (not on load: an older project with an https:// URL must still open)."""
+        if self.serves_https and self.tls == "acme":
+            if not (self.acme_email or self.mail_from):
+                raise InvalidInput("a certificate by ACME needs a contact address for the CA account",
+                                   advice="give one with --acme-email ADDR; if a proxy in front already "
+                                          "terminates TLS, say so with --tls proxy")
+            if not any(c.isalpha() for c in self.host.rsplit(".", 1)[-1]) or ":" in self.host:
+                raise InvalidInput(f"an ACME CA certifies DNS names, not the address {self.host}",
+                                   advice="use a DNS name in --url-base, your own certificate (--tls files) "
+                                          "or --tls proxy")
+
+    @property
+    def serves_https(self) -> bool:
+        """Apache itself speaks TLS (not plain HTTP behind a proxy)."""
+        return self.url_base.startswith("https://") and self.tls != "proxy"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url_base).hostname or ""
+
+    @property
+    def published_https_port(self) -> int:
+        return self.https_port or urlsplit(self.url_base).port or 443
+
+    def tls_env(self) -> dict[str, str]:
+        """What the apache service needs to serve HTTPS for this URL base (tls-config)."""
+        from boincserver import tls
+        if not self.serves_https:
+            return {}
+        env = {"HTTPS_PUBLISH": f"{self.published_https_port}:443", "TLS": self.tls, "TLS_URL_BASE": self.url_base}
+        if self.tls == "acme":
+            env["ACME_DIRECTORY"] = tls.directory_for_apache(self.acme_directory)
+            env["ACME_EMAIL"] = self.acme_email or self.mail_from
+            env["ACME_CA_PEM_B64"] = tls.ca_bundle_b64(self.acme_ca_bundle) if self.acme_ca_bundle else ""
+        return env
 
     def home_page_env(self) -> dict[str, str]:
         """The long name and description for the makeproject job, as .env can hold any text."""
@@ -123,6 +185,7 @@ class Settings:
             "WORK_SLOTS": str(self.work_slots),
             **mail_env,  # only with a mail host: a project without mail keeps its .env
             **self.home_page_env(),  # only when set: a project with the defaults keeps its .env
+            **self.tls_env(),  # only for https: a plain-HTTP project keeps its .env
         }
 
 
@@ -142,7 +205,7 @@ def to_toml(settings: Settings, existing: str | None = None) -> str:
             doc.add(tomlkit.comment(line))
         table = tomlkit.table()
         for f in fields(Settings):
-            table.add(f.name, getattr(settings, f.name))
+            table.add(f.name, _toml_value(getattr(settings, f.name)))
         doc.add("project", table)
         return tomlkit.dumps(doc)
     doc = tomlkit.parse(existing)
@@ -155,10 +218,17 @@ def to_toml(settings: Settings, existing: str | None = None) -> str:
         if f.name in table:
             old = table[f.name]
             if (old.unwrap() if hasattr(old, "unwrap") else old) != value:
-                table[f.name] = value
+                table[f.name] = _toml_value(value)
         elif value != getattr(defaults, f.name) or f.name == "project":
-            table[f.name] = value
+            table[f.name] = _toml_value(value)
     return tomlkit.dumps(doc)
+
+
+def _toml_value(value):
+    """Multi-line text (a CA's PEM) as a TOML multi-line string, readable in the file."""
+    if isinstance(value, str) and "\n" in value:
+        return tomlkit.string(value, multiline=True)
+    return value
 
 
 def save(project_dir: Path, settings: Settings) -> None:

@@ -121,10 +121,10 @@ def install_mysqldb(tmp_path: Path, monkeypatch) -> FakeMySQLdb:
 def fake_mounts(tmp_path: Path) -> Mounts:
     """The makeproject service's mounts, each an empty folder under tmp_path, with the real catalogue."""
     mounts = Mounts(project=tmp_path / "volumes/project", secrets=tmp_path / "volumes/secrets",
-                    results=tmp_path / "volumes/results", mysql_socket="/fake/mysqld.sock",
+                    results=tmp_path / "volumes/results", tls=tmp_path / "volumes/tls", mysql_socket="/fake/mysqld.sock",
                     catalogue=paths.data_dir("secrets") / "catalogue.toml", boinc_src=tmp_path / "src/boinc",
                     overlay_aside=tmp_path / "var/tmp/overlay")
-    for folder in (mounts.project, mounts.secrets, mounts.results, mounts.boinc_src / "tools"):
+    for folder in (mounts.project, mounts.secrets, mounts.results, mounts.tls, mounts.boinc_src / "tools"):
         folder.mkdir(parents=True)
     return mounts
 

@@ -71,8 +71,12 @@ def read_yaml(text: str) -> dict:
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR}` and `${VAR:?message}` over .env's values."""
-    return re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda m: env[m.group(1)], value)
+    """Compose's `${VAR}`, `${VAR:?message}` and `${VAR:-default}` over .env's values."""
+    def one(m: re.Match) -> str:
+        if m.group(2) == "-":
+            return env.get(m.group(1)) or m.group(3)
+        return env[m.group(1)]
+    return re.sub(r"\$\{(\w+)(?::([?-])([^}]*))?\}", one, value)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,33 @@ def test_apache_may_listen_on_port_80_without_root(rendered):
     _, compose, _ = rendered
     apache = compose["services"]["apache"]
     assert apache["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": 0}
-    assert [str(p).rsplit(":", 1)[1] for p in apache["ports"]] == ["80"]
+    assert [str(p).rsplit(":", 1)[1] for p in apache["ports"]] == ["80", "443}"]
+
+
+def test_https_is_published_for_an_https_url_and_on_loopback_only_otherwise(rendered):
+    settings, compose, env = rendered
+    ports = compose["services"]["apache"]["ports"]
+    assert interpolate(ports[1], env) == "443:443"
+    plain = settings.with_changes(url_base="http://boinc.example.org")
+    plain_env = plain.env()
+    assert "HTTPS_PUBLISH" not in plain_env and "TLS" not in plain_env
+    assert interpolate(ports[1], plain_env) == "127.0.0.1::443"
+    proxied = settings.with_changes(tls="proxy")
+    assert "TLS" not in proxied.env()
+    moved = settings.with_changes(url_base="https://boinc.example.org:8443")
+    assert moved.env()["HTTPS_PUBLISH"] == "8443:443"
+    assert moved.with_changes(https_port=9443).env()["HTTPS_PUBLISH"] == "9443:443"
+
+
+def test_apache_keeps_its_certificates_in_the_tls_volume_which_the_job_gives_the_boinc_user(rendered):
+    _, compose, env = rendered
+    services = compose["services"]
+    assert "tls:/run/boincserver/tls" in services["apache"]["volumes"]
+    assert "tls:/run/boincserver/tls" in services["makeproject"]["volumes"]
+    assert "tls" in compose["volumes"]
+    apache_env = {k: interpolate(v, env) for k, v in services["apache"]["environment"].items()}
+    assert apache_env["TLS"] == "acme" and apache_env["TLS_URL_BASE"] == "https://boinc.example.org"
+    assert apache_env["ACME_DIRECTORY"] == "letsencrypt"
 
 
 def test_the_makeproject_job_mounts_the_results_volume_to_give_it_to_the_boinc_user(rendered):

@@ -159,9 +159,64 @@ def test_up_with_a_new_url_keeps_the_users_comments_and_layout(demo, serving):
                  f"boincserver_version = \"{__version__}\"\n")
     path.write_text(hand_made)
     demo.settings = load(demo.dir)
-    project.up(demo, context.Silent(), url_base="https://boinc.example.org")
-    assert path.read_text() == hand_made.replace("'http://127.0.0.1:8080'", '"https://boinc.example.org"')
-    assert load(demo.dir) == Settings(project="demo", http_port=port, url_base="https://boinc.example.org")
+    project.up(demo, context.Silent(), url_base="http://boinc.example.org")
+    assert path.read_text() == hand_made.replace("'http://127.0.0.1:8080'", '"http://boinc.example.org"')
+    assert load(demo.dir) == Settings(project="demo", http_port=port, url_base="http://boinc.example.org")
+
+
+def moving_to_https(p: context.Project, monkeypatch, md_status: dict, certified: bool):
+    """A running http:// project; mod_md answers `md_status`; what each compose up saw."""
+    from boincserver import tls
+    running(p)
+    p.engine.on("exec", "curl", "md-status", out=md_status)
+    monkeypatch.setattr(context.time, "sleep", lambda s: None)
+    monkeypatch.setattr(tls, "served_certificate", lambda *a, **k: tls.Served(
+        "1A25665132BFB661", None, "CN=Pebble Intermediate CA") if certified else None)
+    seen = []
+    up = p.engine.compose_up
+    monkeypatch.setattr(p.engine, "compose_up", lambda *a, **k: (seen.append(
+        ((p.dir / ".env").read_text(), (p.dir / "boincserver.toml").read_text())), up(*a, **k))[1])
+    return seen
+
+
+HTTPS = {"url_base": "https://boinc.test", "changes": {"acme_email": "ops@example.org",
+                                                          "acme_directory": "https://pebble:14000/dir"}}
+
+
+def test_up_to_an_https_url_gets_the_certificate_before_the_url_moves(demo, serving, monkeypatch):
+    from test_tls import READY
+    seen = moving_to_https(demo, monkeypatch, READY, certified=True)
+    before = (demo.dir / "boincserver.toml").read_text()
+    result = project.up(demo, context.Silent(), url_base=HTTPS["url_base"], changes=HTTPS["changes"])
+    assert result.master_url == "https://boinc.test/demo/"
+    (first_env, first_toml), (second_env, _) = seen
+    # Phase 1: Apache asks for the certificate while the project still serves its old URL.
+    assert "TLS_URL_BASE=https://boinc.test\n" in first_env and "URL_BASE=http://127.0.0.1:8080\n" in first_env
+    assert first_toml == before
+    # Phase 2, once the certificate is served: the URL moves.
+    assert "\nURL_BASE=https://boinc.test\n" in second_env
+    assert load(demo.dir).url_base == "https://boinc.test"
+
+
+def test_up_to_an_https_url_the_ca_refuses_leaves_the_project_as_it_was(demo, serving, monkeypatch):
+    from test_tls import UNREACHABLE_CA
+    seen = moving_to_https(demo, monkeypatch, UNREACHABLE_CA, certified=False)
+    before_toml = (demo.dir / "boincserver.toml").read_text()
+    before_env = (demo.dir / ".env").read_text()
+    with pytest.raises(ProjectError, match="no certificate for boinc.test: Unsuccessful in contacting") as err:
+        project.up(demo, context.Silent(), url_base=HTTPS["url_base"], changes=HTTPS["changes"])
+    assert "--acme-directory" in err.value.advice
+    assert len(seen) == 2  # phase 1, then the old settings again
+    assert (demo.dir / "boincserver.toml").read_text() == before_toml
+    assert (demo.dir / ".env").read_text() == before_env
+
+
+def test_up_refuses_https_by_acme_without_a_contact_before_touching_anything(demo, serving):
+    before = (demo.dir / "boincserver.toml").read_text()
+    with pytest.raises(InvalidInput, match="needs a contact address"):
+        project.up(demo, context.Silent(), url_base="https://boinc.test")
+    assert (demo.dir / "boincserver.toml").read_text() == before
+    assert not demo.engine.named("build_image", "compose_up")
 
 
 def test_up_refuses_a_changed_locked_value_before_writing_anything(demo, serving):
@@ -320,6 +375,7 @@ def answer_backup(engine: RecordingEngine) -> None:
     engine.on("exec", "mariadb-dump", out=b"CREATE DATABASE demo;")
     engine.on("run", "-C /run/boincserver/project", out=b"PROJECT-TAR" * 100_000)  # over one 1 MiB piece
     engine.on("run", "-C /run/boincserver/results", out=b"RESULTS-TAR")
+    engine.on("run", "-C /run/boincserver/tls", out=b"TLS-TAR")
 
 
 def read_backup(path: Path) -> dict[str, bytes]:
@@ -341,14 +397,16 @@ def test_backup_streams_the_dump_and_the_volumes_into_one_sealed_file(demo, tmp_
     tars = [c for c in p.engine.named("run") if c.args["entrypoint"] == "tar"]
     assert [(c.args["service"], c.command) for c in tars] == [
         ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-cf", "-", "."]),
+        ("makeproject", ["-C", "/run/boincserver/tls", "--numeric-owner", "-cf", "-", "."]),
         ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-cf", "-", "."]),
         ("makeproject", ["-C", "/run/boincserver/results", "--numeric-owner", "-cf", "-", "."])]
     assert all(c.args["dependencies"] is False for c in tars)
     dump = p.engine.find("exec", "mariadb-dump")
     assert dump.args["service"] == "mysql" and dump.command[-2:] == ["--databases", "demo"]
     got = read_backup(tmp_path / "demo.backup")
-    assert list(got) == ["manifest", "secrets", "database", "project", "results"]
+    assert list(got) == ["manifest", "secrets", "tls", "database", "project", "results"]
     assert got["secrets"] == b"SECRETS-TAR" and got["database"] == b"CREATE DATABASE demo;"
+    assert got["tls"] == b"TLS-TAR"  # the certificates and mod_md's ACME account
     assert got["project"] == b"PROJECT-TAR" * 100_000 and got["results"] == b"RESULTS-TAR"
     manifest = json.loads(got["manifest"])
     assert manifest["locked"] == p.settings.locked_values() and manifest["boincserver"] == __version__
@@ -373,17 +431,29 @@ def test_restore_feeds_each_section_to_its_place_then_gives_the_database_user_it
     p = demo  # a fresh folder, no data yet
     result = backup.restore(p, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
 
-    assert result["restored"] == ["secrets", "database", "project", "results"]
+    assert result["restored"] == ["secrets", "tls", "database", "project", "results"]
     fed = [(c.args.get("service"), c.command, c.args["stdin"]) for c in p.engine.commands()
            if c.args["stdin"] is not None]
-    assert fed[:4] == [
+    assert fed[:5] == [
         ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-xpf", "-"], b"SECRETS-TAR"),
+        ("makeproject", ["-C", "/run/boincserver/tls", "--numeric-owner", "-xpf", "-"], b"TLS-TAR"),
         ("mysql", ["mariadb"], b"CREATE DATABASE demo;"),
         ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-xpf", "-"], b"PROJECT-TAR" * 100_000),
         ("makeproject", ["-C", "/run/boincserver/results", "--numeric-owner", "-xpf", "-"], b"RESULTS-TAR")]
     db_user = p.engine.commands()[-1]
     assert (db_user.args["service"], db_user.args["entrypoint"]) == ("makeproject", None)
     assert db_user.command == ["boincserver-project-setup", "db-user"] and db_user.args["stdin"] is None
+
+
+def test_a_backup_from_before_the_tls_volume_still_restores(demo, tmp_path, monkeypatch):
+    source = running(make_project(tmp_path / "old"))
+    answer_backup(source.engine)
+    monkeypatch.setattr(backup, "SECTIONS", ("secrets", "database", "project", "results"))
+    backup.backup(source, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+    monkeypatch.undo()
+    result = backup.restore(demo, context.Silent(), tmp_path / "demo.backup", PASSPHRASE)
+    assert result["restored"] == ["secrets", "database", "project", "results"]
+    assert not [c for c in demo.engine.named("run") if "/run/boincserver/tls" in c.text]
 
 
 def test_restore_refuses_a_project_with_data_and_a_wrong_passphrase(demo, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from boincserver import __version__
-from boincserver.commands import apps, backup, images, jobs, mail, project, secrets, users, volunteer
+from boincserver.commands import apps, backup, images, jobs, mail, project, secrets, tls, users, volunteer
 from boincserver.commands.context import console, state
 from boincserver.commands.metavars import Root
 from boincserver.errors import BoincServerError
@@ -29,6 +29,7 @@ app.add_typer(users.users_app, name="user")
 app.add_typer(images.ci_app, name="ci")
 app.add_typer(volunteer.volunteer_app, name="volunteer")
 app.add_typer(mail.mail_app, name="mail")
+app.add_typer(tls.tls_app, name="tls")
 
 
 def _version(value: bool):

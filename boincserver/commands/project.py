@@ -12,6 +12,18 @@ from boincserver.commands.context import confirm_deletion, console, open_project
 commands = typer.Typer()
 
 
+def read_ca_bundle(path: Optional[Path]) -> Optional[str]:
+    """The text of --acme-ca-bundle FILE (checked as PEM by the settings)."""
+    if path is None:
+        return None
+    try:
+        return path.expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        from boincserver.errors import InvalidInput
+        raise InvalidInput(f"cannot read the ACME CA bundle {path} ({exc})",
+                           advice="give a readable PEM file with --acme-ca-bundle") from None
+
+
 @commands.command()
 def init(
     directory: Path = typer.Argument(..., help="The new project folder, made with any missing parents; must be new or empty."),
@@ -77,13 +89,21 @@ def build(
 def up(
     url_base: Optional[str] = typer.Option(None, help="Serve the project at this URL from now on (no rebuild)."),
     http_port: Optional[int] = typer.Option(None, help="Publish Apache on this host port from now on."),
+    https_port: Optional[int] = typer.Option(None, help="Publish HTTPS on this host port from now on."),
+    tls: Optional[str] = typer.Option(None, help="For an https:// URL: acme, files or proxy."),
+    acme_directory: Optional[str] = typer.Option(None, help="The ACME CA: letsencrypt, letsencrypt-staging or a directory URL."),
+    acme_email: Optional[str] = typer.Option(None, help="The ACME account's contact address."),
+    acme_ca_bundle: Optional[Path] = typer.Option(None, help="PEM file of a private ACME CA's TLS root."),
     boinc_src: Optional[str] = typer.Option(None, help="BOINC source for a first build, where nothing can be downloaded."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
-    """Build what is missing, create the project the first time, start it and wait until it answers."""
+    """Build what is missing, create the project the first time, start it and wait until it answers
+    (for an https:// URL, until Apache serves its certificate)."""
     from boincserver import project as core
     p = open_project()
-    result = core.up(p, console, url_base=url_base, http_port=http_port, boinc_src=boinc_src)
+    changes = {"https_port": https_port, "tls": tls, "acme_directory": acme_directory, "acme_email": acme_email,
+               "acme_ca_bundle": read_ca_bundle(acme_ca_bundle)}
+    result = core.up(p, console, url_base=url_base, http_port=http_port, boinc_src=boinc_src, changes=changes)
     if json_out:
         console.json({"master_url": result.master_url, "local_url": result.local_url, "seconds": round(result.seconds, 1)})
     else:

@@ -28,6 +28,7 @@ class Mounts:
     project: Path = Path("/run/boincserver/project")
     secrets: Path = Path("/run/boincserver/secrets")
     results: Path = Path("/run/boincserver/results")
+    tls: Path = Path("/run/boincserver/tls")
     mysql_socket: str = "/run/mysqld/mysqld.sock"
     catalogue: Path = Path("/usr/local/share/boincserver/catalogue.toml")
     boinc_src: Path = Path("/usr/src/boinc")

@@ -93,10 +93,12 @@ def check_locked(volume: Path, locked: dict[str, str]) -> bool:
 
 
 def own_results(mounts: Mounts, owner: Owner) -> None:
-    """The results volume belongs to the BOINC user (the assimilators write there, apache
-    runs as that user). A stack whose makeproject service does not mount it is left alone."""
-    if mounts.results.is_dir():
-        owner.give(mounts.results)
+    """The results and tls volumes belong to the BOINC user (the assimilators write results,
+    Apache's mod_md its certificates; apache runs as that user). A stack whose makeproject
+    service does not mount one is left alone."""
+    for volume in (mounts.results, mounts.tls):
+        if volume.is_dir():
+            owner.give(volume)
 
 
 def create_project(mounts: Mounts, vault: Vault, project: str, owner: Owner, root: Path, url: str,

@@ -182,8 +182,9 @@ class Client:
 
 
 @contextlib.contextmanager
-def debian_client(stack: Stack, label: str):
-    """Debian's boinc-client 7.20 attached to `stack`, with an account made by boinccmd.
+def debian_client(stack: Stack, label: str, url: str | None = None, docker_args: tuple[str, ...] = ()):
+    """Debian's boinc-client 7.20 attached to `stack` (at `url`, its local URL by default), with
+    an account made by boinccmd; `docker_args` go to its `docker run` (hosts, trusted roots).
 
     This client reports no Docker (7.20 predates Docker apps), so it is also the volunteer
     without Docker of the Docker-app tests."""
@@ -192,11 +193,11 @@ def debian_client(stack: Stack, label: str):
     rpc_port = free_port()
     name = f"boincserver-test-client-{label}-{os.getpid()}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", image,
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", *docker_args, image,
                     "--gui_rpc_port", str(rpc_port)], check=True, capture_output=True)
     client = Client(name, rpc_port)
     try:
-        url = f"{stack.local}/{stack.project}/"
+        url = url or f"{stack.local}/{stack.project}/"
         deadline = time.monotonic() + 60
         while "Initialization completed" not in client.log():
             assert time.monotonic() < deadline, client.log()

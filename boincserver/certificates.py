@@ -46,8 +46,9 @@ def set_files(project: Project, reporter: Reporter, certificate: Path, key: Path
     """Serve the operator's certificate (chain first, then its key) for the project's URL.
 
     Checked before anything is written (parses, key matches, in date, names the URL's host);
-    a running Apache switches with a graceful reload, and a configuration it refuses puts the
-    old files back."""
+    a running Apache already serving files switches with a graceful reload, and a
+    configuration it refuses puts the old files back. From ACME, `up` with tls=files switches
+    (the result says `switch`)."""
     s = project.settings
     if not s.url_base.startswith("https://"):
         raise InvalidInput(f"the project's URL {s.url_base} is not https://",
@@ -69,12 +70,8 @@ def set_files(project: Project, reporter: Reporter, certificate: Path, key: Path
         reporter.step("reloading Apache gracefully")
         project.engine.exec("apache", ["apache2ctl", "graceful"])
         wait_until_certified(project, s, reporter, serial=facts.serial)
-    elif not was_files:
-        from boincserver.project import up
-        reporter.step("serving HTTPS from these files from now on")
-        up(project, reporter, changes={"tls": "files"})
     return {"names": list(facts.names), "not_after": facts.not_after.isoformat(), "days_left": facts.days_left,
-            "subject": facts.subject}
+            "subject": facts.subject, "serial": facts.serial, "switch": not was_files}
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -346,8 +346,10 @@ def status(project: Project, reporter: Reporter | None = None) -> dict:
         raw = bin_status(project)
         daemons = boinc_status.parse(raw)
         figures = server_figures(project)
+    from boincserver import certificates
+    https = certificates.show(project) if apache_up and project.settings.serves_https else None
     return {"project": project.settings.project, "master_url": project.settings.master_url,
-            "services": services, "daemons": daemons, "bin_status": raw, "metrics": figures}
+            "services": services, "daemons": daemons, "bin_status": raw, "metrics": figures, "tls": https}
 
 
 def server_figures(project: Project) -> dict:

@@ -107,7 +107,7 @@ def check_command_line(line: str) -> list[str]:
 def test_the_readme_names_command_lines():
     lines = readme_command_lines((ROOT / "README.md").read_text())
     assert len(lines) > 40
-    assert "init myproject --url-base https://boinc.example.org --http-port 80" in lines
+    assert "init myproject --url-base https://boinc.example.org --http-port 80 --acme-email ops@example.org" in lines
     assert "up --url-base URL" in lines
 
 

@@ -38,6 +38,11 @@ def init(
     work_slots: int = typer.Option(500, help="Slots of the scheduler's job array: at most this many jobs handed out a second; about 66 KB of shared memory each."),
     long_name: str = typer.Option("", help="The name the web pages show (default: the short name)."),
     description: str = typer.Option("", help="What the home page says the project does: plain text, a blank line between paragraphs."),
+    https_port: int = typer.Option(0, help="The host port HTTPS is published on (default: the URL's port, or 443)."),
+    tls: str = typer.Option("acme", help="For an https:// URL: acme (a certificate from an ACME CA), files (your own: `tls set`) or proxy (TLS ends in front)."),
+    acme_directory: str = typer.Option("letsencrypt", help="The ACME CA: letsencrypt, letsencrypt-staging or a directory URL."),
+    acme_email: str = typer.Option("", help="The ACME account's contact address (needed for acme)."),
+    acme_ca_bundle: Optional[Path] = typer.Option(None, help="PEM file of a private ACME CA's TLS root, for Apache to trust it."),
 ):
     """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
     from boincserver import project as core
@@ -49,7 +54,9 @@ def init(
     settings = Settings(project=project or directory.absolute().name, url_base=url_base,
                         boinc_user=boinc_user, project_root=project_root or "", http_port=http_port,
                         offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "",
-                        registry=registry, work_slots=work_slots, long_name=long_name, description=description)
+                        registry=registry, work_slots=work_slots, long_name=long_name, description=description,
+                        https_port=https_port, tls=tls, acme_directory=acme_directory, acme_email=acme_email,
+                        acme_ca_bundle=read_ca_bundle(acme_ca_bundle) or "")
     for written in core.init(directory, settings):
         console.result(f"{written.state:9} {written.path}")
     if offline_signing:
@@ -143,6 +150,14 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
         console.result(data["bin_status"].rstrip())
     for line in figure_lines(data.get("metrics") or {}):
         console.result(line)
+    https = data.get("tls")
+    if https:
+        served = https.get("served")
+        console.result(f"\nHTTPS ({https['mode']}): " + (f"certificate until {served['not_after']}, by {served['issuer']}"
+                                                        if served else "no certificate served yet"))
+        acme = https.get("acme") or {}
+        if acme.get("problem"):
+            console.result(f"  ACME: {acme['problem']}\n  fix: {acme['advice']}")
 
 
 def figure_lines(figures: dict) -> list[str]:

@@ -42,8 +42,12 @@ def tls_set(
 
     Checked first (key, dates, host name); a running project switches with a graceful reload."""
     from boincserver import certificates
+    from boincserver import project as core
     p = open_project()
     data = certificates.set_files(p, console, cert, key)
+    if data["switch"]:
+        console.step("serving HTTPS from these files from now on")
+        core.up(p, console, changes={"tls": "files"})
     if json_out:
         console.json(data)
         return

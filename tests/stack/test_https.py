@@ -162,9 +162,10 @@ def https_project(tmp_path_factory):
             pebble.remove()
 
 
-def served(s: Stack, host: str = HOST, path: str = "") -> tuple[int, dict, str]:
-    """GET https://HOST:PORT/PROJECT/PATH verified against pebble's root, connected to 127.0.0.1."""
-    context = ssl.create_default_context(cafile=str(s.pebble.root_file))
+def served(s: Stack, host: str = HOST, path: str = "", cafile: Path | None = None) -> tuple[int, dict, str]:
+    """GET https://HOST:PORT/PROJECT/PATH verified against pebble's root (or `cafile`),
+    connected to 127.0.0.1."""
+    context = ssl.create_default_context(cafile=str(cafile or s.pebble.root_file))
     with socket.create_connection(("127.0.0.1", s.https_port), timeout=10) as sock:
         with context.wrap_socket(sock, server_hostname=host) as tls:
             cert = tls.getpeercert()
@@ -301,3 +302,47 @@ def test_a_backup_holds_the_certificates_and_the_acme_account(https_project, tmp
     assert "./md/md_store.json" in names  # the key that decrypts the account key: kept with it
     assert f"./md/domains/{HOST}/pubcert.pem" in names
     assert any(n.startswith("./md/accounts/") and n.endswith("account.pem") for n in names)
+
+
+def own_certificate(into: Path, name: str, names: tuple[str, ...], days: tuple[int, int]) -> tuple[Path, Path]:
+    """A self-signed certificate and key, as files (their own root for the check)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days[0]))
+            .not_valid_after(now + datetime.timedelta(days=days[1]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt, pem_key = into / f"{name}.crt", into / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return crt, pem_key
+
+
+def test_your_own_certificate_replaces_acmes_and_bad_files_change_nothing(https_project, tmp_path):
+    s = https_project
+    before = serial(served(s)[1])
+    expired = own_certificate(tmp_path, "expired", (HOST,), (-30, -1))
+    elsewhere = own_certificate(tmp_path, "elsewhere", ("other.test",), (-1, 30))
+    good = own_certificate(tmp_path, "good", (HOST, f"www.{HOST}"), (-1, 30))
+    for (crt, key), says in ((expired, "expired on"), (elsewhere, "is for other.test, not boinc.test"),
+                             ((good[0], elsewhere[1]), "key does not belong")):
+        done = run_cli("tls", "set", "--cert", crt, "--key", key, cwd=s.dir, check=False)
+        assert done.returncode == 1 and says in done.stderr, done.stderr
+        assert serial(served(s)[1]) == before  # still pebble's, still served
+    done = json.loads(run_cli("tls", "set", "--cert", good[0], "--key", good[1], "--json", cwd=s.dir).stdout)
+    assert done["names"] == [HOST, f"www.{HOST}"] and done["days_left"] == 29
+    status, cert, _ = served(s, cafile=good[0])  # verified against the operator's own certificate
+    assert status == 200 and dict(x[0] for x in cert["subject"])["commonName"] == HOST
+    assert tomllib.loads((s.dir / "boincserver.toml").read_text())["project"]["tls"] == "files"
+    assert http(s, "GET", f"/{s.project}/", HOST) == (301, f"{s.url_base}/{s.project}/")
+    shown = json.loads(run_cli("tls", "show", "--json", cwd=s.dir).stdout)
+    assert shown["mode"] == "files" and shown["served"]["serial"].lstrip("0") == serial(cert).lstrip("0")

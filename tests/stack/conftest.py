@@ -144,23 +144,28 @@ def ensure_example_app(s: Stack, name: str) -> None:
         run_cli("app", "add", name, "--example", name, cwd=s.dir)
 
 
-def client_image() -> str:
-    """Debian's boinc-client (7.20.5 on bookworm) on the pinned base OS image, built with the
-    classic builder; the tag carries the digest of tests/stack/client/, so it is built once."""
+def image_of_folder(folder: Path, name: str) -> str:
+    """A test image built from `folder` on the pinned base OS image with the classic builder;
+    its tag `name-DIGEST` carries the digest of the folder's files, so it is built once."""
     import hashlib
     h = hashlib.sha256(pins.BASE_OS_IMAGE.encode())
-    for f in sorted(CLIENT_DIR.iterdir()):
+    for f in sorted(folder.iterdir()):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    tag = f"boincserver-test/boinc-client:7.20.5-{h.hexdigest()[:12]}"
+    tag = f"{name}-{h.hexdigest()[:12]}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
         from boincserver.engine import Engine
         images.ensure_os_image(Engine(), pins.BASE_OS_IMAGE)
         done = subprocess.run(["docker", "build", "--build-arg", f"BASE_IMAGE={pins.BASE_OS_IMAGE}", "-t", tag,
-                               str(CLIENT_DIR)], capture_output=True, text=True,
+                               str(folder)], capture_output=True, text=True,
                               env={**os.environ, "DOCKER_BUILDKIT": "0"})
         if done.returncode != 0:
-            raise AssertionError(f"building the client image failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise AssertionError(f"building {tag} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return tag
+
+
+def client_image() -> str:
+    """Debian's boinc-client (7.20.5 on bookworm) on the pinned base OS image."""
+    return image_of_folder(CLIENT_DIR, "boincserver-test/boinc-client:7.20.5")
 
 
 class Client:

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from boincserver import images, pins
-
-from .conftest import Stack, compose, debian_client, ensure_example_app, free_port, run_cli, running_project
+from .conftest import (Stack, compose, debian_client, ensure_example_app, free_port, image_of_folder, run_cli,
+                       running_project)
 from .test_client_e2e import run_job
 
 HOST = "boinc.test"  # pebble's DNS (challtestsrv) answers every name with the host's bridge address
@@ -39,20 +38,8 @@ MD_TIMING = ("\n# mod_md's timing for a CA whose certificates live minutes (test
 
 
 def pebble_image() -> str:
-    """Debian's pebble on the pinned base OS image; the tag carries the digest of its folder."""
-    import hashlib
-    h = hashlib.sha256(pins.BASE_OS_IMAGE.encode())
-    for f in sorted(PEBBLE_DIR.iterdir()):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    tag = f"boincserver-test/pebble:2.4.0-{h.hexdigest()[:12]}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        from boincserver.engine import Engine
-        images.ensure_os_image(Engine(), pins.BASE_OS_IMAGE)
-        done = subprocess.run(["docker", "build", "--build-arg", f"BASE_IMAGE={pins.BASE_OS_IMAGE}", "-t", tag,
-                               str(PEBBLE_DIR)], capture_output=True, text=True,
-                              env={**os.environ, "DOCKER_BUILDKIT": "0"})
-        assert done.returncode == 0, f"building the pebble image failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return tag
+    """Debian's pebble on the pinned base OS image (tests/stack/pebble/)."""
+    return image_of_folder(PEBBLE_DIR, "boincserver-test/pebble:2.4.0")
 
 
 def listener_certificate(into: Path) -> tuple[Path, Path]:
@@ -198,6 +185,10 @@ def test_up_moves_the_project_to_https_once_the_acme_ca_has_certified_it(https_p
     assert status == 200 and s.project in body
     issuer = dict(x[0] for x in cert["issuer"])
     assert issuer["commonName"].startswith("Pebble Intermediate")
+    curl = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(s.pebble.root_file),
+                           "--resolve", f"{HOST}:{s.https_port}:127.0.0.1", f"{s.url_base}/{s.project}/"],
+                          capture_output=True, text=True)
+    assert curl.stdout == "200", curl.stderr  # curl too verifies it against pebble's root
     assert "certificate for boinc.test" in s.up.stdout + s.up.stderr
     settings = tomllib.loads((s.dir / "boincserver.toml").read_text())["project"]
     assert settings["url_base"] == s.url_base and settings["https_port"] == s.https_port

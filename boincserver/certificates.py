@@ -57,6 +57,9 @@ def set_files(project: Project, reporter: Reporter, certificate: Path, key: Path
     chain_pem, key_pem = _read(certificate, "certificate"), _read(key, "key")
     facts = tls.check_certificate_files(chain_pem, key_pem, s.host)
     check_docker(project.engine)
+    if project.engine.image_labels(project.image("makeproject")) is None:
+        raise ProjectError("the project has no images yet; nothing was changed",
+                           advice="run `boincserver up` first (with --tls files it serves plain HTTP until `tls set`)")
     reporter.step(f"installing the certificate for {', '.join(facts.names)} (until {facts.not_after:%Y-%m-%d})")
     project.engine.run(["-c", INSTALL_FILES, TLS_MOUNT], service="makeproject", entrypoint="sh",
                        stdin=_tar({"fullchain.pem": chain_pem, "privkey.pem": key_pem}))

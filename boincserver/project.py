@@ -263,9 +263,6 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
     check_port_free(project, new.http_port)
     if new.serves_https:
         check_port_free(project, new.published_https_port, container_port=443)
-    if new.serves_https and new.tls == "files" and read_volume_file(project, "tls", "files/fullchain.pem") is None:
-        raise InvalidInput("--tls files needs the certificate's files first; nothing was changed",
-                           advice="give them with `boincserver tls set --cert FULLCHAIN.pem --key PRIVKEY.pem`")
     if boinc_src:  # verified before anything is written
         boinc_src = str(boinc_source.resolve(boinc_src))
 
@@ -300,7 +297,10 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
     _compose_up(project, reporter)
     local = f"http://127.0.0.1:{new.http_port}/{new.project}/"
     wait_until_serving(new, timeout=remaining())
-    if new.serves_https:
+    if new.serves_https and new.tls == "files" and read_volume_file(project, "tls", "files/fullchain.pem") is None:
+        # Apache serves plain HTTP until the files are there; `tls set` then switches it on.
+        reporter.step("HTTPS waits for your certificate: `boincserver tls set --cert FULLCHAIN.pem --key PRIVKEY.pem`")
+    elif new.serves_https:
         wait_until_certified(project, new, reporter, timeout=remaining())
     return UpResult(new.master_url, local, time.monotonic() - started)
 

@@ -58,15 +58,18 @@ def test_while_moving_to_https_the_certificate_is_obtained_without_redirecting(t
 
 
 def test_own_files_are_served_only_once_they_exist(tmp_path):
-    env = {**ACME, "TLS": "files"}
-    done = render(tmp_path, **env)
-    assert done.returncode == 0 and done.stdout == "" and "tls set" in done.stderr
-    (tmp_path / "files").mkdir()
-    (tmp_path / "files/fullchain.pem").write_text("chain")
-    (tmp_path / "files/privkey.pem").write_text("key")
-    conf = render(tmp_path, **env).stdout
-    assert f"SSLCertificateFile {tmp_path}/files/fullchain.pem" in conf
-    assert "MDomain" not in conf and "md_module" not in conf and "Define BOINCSERVER_TLS_READY" in conf
+    """Apache evaluates <IfFile> at each (graceful) start: files that `tls set` puts in the tls
+    volume later switch HTTPS on at the reload that follows, with no new tls-config run."""
+    done = render(tmp_path, **{**ACME, "TLS": "files"})
+    assert done.returncode == 0 and "tls set" in done.stderr
+    conf = done.stdout
+    gate = (f"<IfFile {tmp_path}/files/fullchain.pem>\n  <IfFile {tmp_path}/files/privkey.pem>\n"
+            "    Define BOINCSERVER_TLS_READY\n")
+    assert conf.startswith(gate)
+    assert "<IfDefine BOINCSERVER_TLS_READY>\n  Listen 443\n</IfDefine>" in conf
+    assert f"<IfDefine BOINCSERVER_TLS_READY>\n<VirtualHost *:443>" in conf
+    assert f"  SSLCertificateFile {tmp_path}/files/fullchain.pem" in conf
+    assert "MDomain" not in conf and "md_module" not in conf
 
 
 @pytest.mark.parametrize("env", [

@@ -505,3 +505,60 @@ def test_upgrade_on_the_same_pins_changes_nothing(demo, serving):
     assert not p.engine.named("build_image", "compose_up", "exec")
     assert [c.command[2] for c in p.engine.named("run")] == [f"/v/{context.CREATED_RECORD}",
                                                               f"/v/{upgrade.PINS_RECORD}"]
+
+
+# -- your own certificate ---------------------------------------------------------------------
+def own_files(tmp_path: Path, names=("boinc.test",), days=(-1, 30)) -> tuple[Path, Path]:
+    from test_tls import make_certificate
+    chain, key = make_certificate(names, days=days)
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    return tmp_path / "chain.pem", tmp_path / "key.pem"
+
+
+def test_tls_set_checks_the_files_before_anything_runs(tmp_path):
+    from boincserver import certificates
+    p = running(make_project(tmp_path, url_base="https://boinc.test", acme_email="ops@example.org"))
+    chain, key = own_files(tmp_path, ("other.test",))
+    with pytest.raises(InvalidInput, match="is for other.test, not boinc.test"):
+        certificates.set_files(p, context.Silent(), chain, key)
+    with pytest.raises(InvalidInput, match="cannot read the key file"):
+        certificates.set_files(p, context.Silent(), chain, tmp_path / "missing.pem")
+    assert not p.engine.commands()
+
+
+def test_tls_set_swaps_the_files_in_whole_and_reloads_apache_when_it_serves_files(tmp_path, monkeypatch):
+    from boincserver import certificates
+    p = running(make_project(tmp_path, url_base="https://boinc.test", tls="files"))
+    p.engine.images[p.image("makeproject")] = {}
+    monkeypatch.setattr(certificates, "wait_until_certified", lambda *a, **k: None)
+    chain, key = own_files(tmp_path)
+    result = certificates.set_files(p, context.Silent(), chain, key)
+    install = p.engine.find("run", "files.new")
+    assert install.args["service"] == "makeproject" and install.command[-1] == certificates.TLS_MOUNT
+    with tarfile.open(fileobj=io.BytesIO(install.args["stdin"])) as tar:
+        assert sorted(tar.getnames()) == ["fullchain.pem", "privkey.pem"]
+    assert [c.command for c in p.engine.named("exec")] == [["apache2ctl", "-t"], ["apache2ctl", "graceful"]]
+    assert result["switch"] is False and result["names"] == ["boinc.test"]
+
+
+def test_tls_set_puts_the_old_files_back_when_apache_refuses_the_new_ones(tmp_path):
+    from boincserver import certificates
+    p = running(make_project(tmp_path, url_base="https://boinc.test", tls="files"))
+    p.engine.images[p.image("makeproject")] = {}
+    p.engine.on("exec", "apache2ctl -t", code=1, err="AH02565: Certificate and private key do not match")
+    chain, key = own_files(tmp_path)
+    with pytest.raises(ProjectError, match="Apache refuses the new certificate: AH02565") as err:
+        certificates.set_files(p, context.Silent(), chain, key)
+    assert "old certificate is served" in err.value.advice
+    assert p.engine.find("run", "mv files.old files")
+    assert not [c for c in p.engine.named("exec") if "graceful" in c.text]
+
+
+def test_tls_set_before_the_first_up_says_to_start_the_project(tmp_path):
+    from boincserver import certificates
+    p = make_project(tmp_path, url_base="https://boinc.test", tls="files")
+    chain, key = own_files(tmp_path)
+    with pytest.raises(ProjectError, match="no images yet") as err:
+        certificates.set_files(p, context.Silent(), chain, key)
+    assert "boincserver up" in err.value.advice and not p.engine.commands()

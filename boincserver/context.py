@@ -188,7 +188,7 @@ def wait_until_certified(project: Project, settings: Settings, reporter: Reporte
             if served and (wanted is None or served.serial.lstrip("0").upper() == wanted.lstrip("0").upper()):
                 return
         elif state and state.errors >= 2 and state.problem:
-            # mod_md retries by itself (30 s, doubling); twice the same refusal is an answer.
+            # mod_md retries by itself (MDRetryDelay: 5 s, doubling); two refusals are an answer.
             break
         time.sleep(2)
     if state and state.problem:

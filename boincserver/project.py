@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boincserver import __version__, boinc_source, images, paths, pins, render, secrets
+from boincserver import __version__, boinc_source, certificates, images, paths, pins, render, secrets
 from boincserver import registry as reg
 from boincserver.boinc import keys
 from boincserver.boinc import status as boinc_status
@@ -346,7 +346,6 @@ def status(project: Project, reporter: Reporter | None = None) -> dict:
         raw = bin_status(project)
         daemons = boinc_status.parse(raw)
         figures = server_figures(project)
-    from boincserver import certificates
     https = certificates.show(project) if apache_up and project.settings.serves_https else None
     return {"project": project.settings.project, "master_url": project.settings.master_url,
             "services": services, "daemons": daemons, "bin_status": raw, "metrics": figures, "tls": https}

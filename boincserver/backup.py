@@ -25,7 +25,7 @@ from typing import IO
 
 from boincserver import __version__, pins, secrets
 from boincserver.context import Project, Reporter, check_docker, created_record, service_running
-from boincserver.errors import InvalidInput, ProjectError
+from boincserver.errors import DockerError, InvalidInput, ProjectError
 from boincserver.sealed import (OpenedReader, SealedWriter, SectionFeed, end_sections, next_section, read_stream,
                                 section_chunks, write_section)
 
@@ -38,6 +38,8 @@ SECRETS_MOUNT = "/run/boincserver/secrets"  # and the secrets volume
 # and the results volume: through makeproject (root), because apache runs as the BOINC user
 # and a fresh results volume is root's until the makeproject job gives it to that user.
 RESULTS_MOUNT = "/run/boincserver/results"
+TAR_SOME_FILES_CHANGED = 1  # GNU tar's exit status for files that changed or went while read
+TAR_QUIET = ("--warning=no-file-changed", "--warning=no-file-removed", "--warning=no-file-ignored")
 TLS_MOUNT = "/run/boincserver/tls"  # the same: mod_md writes it as the BOINC user
 # -- backup --------------------------------------------------------------------------------
 @dataclass
@@ -65,8 +67,15 @@ def _back_up_section(project: Project, reporter: Reporter, w: SealedWriter, name
                                    consume=into_section).out
     reporter.step(f"backing up the {name} volume")
     service, path = volume_places(project)[name]
-    return project.engine.run(["-C", path, "--numeric-owner", "-cf", "-", "."], service=service, entrypoint="tar",
-                              consume=into_section).out
+    # The project runs on: bin/start removes its stop files, daemons write pid files and logs,
+    # mod_md renews. GNU tar then exits 1 ("file changed as we read it", "File removed before
+    # we read it"): what it wrote is still a good archive of each file it read, so only 2 and
+    # above (fatal) fail the backup.
+    ran = project.engine.run(["-C", path, "--numeric-owner", "--ignore-failed-read", *TAR_QUIET, "-cf", "-", "."],
+                             service=service, entrypoint="tar", consume=into_section, check=False)
+    if ran.code not in (0, TAR_SOME_FILES_CHANGED):
+        raise DockerError(ran.command, ran.code, ran.err)
+    return ran.out
 
 
 def _ensure_mysql(project: Project, reporter: Reporter) -> None:

@@ -378,6 +378,23 @@ def answer_backup(engine: RecordingEngine) -> None:
     engine.on("run", "-C /run/boincserver/tls", out=b"TLS-TAR")
 
 
+LIVE_TAR = ["--numeric-owner", "--ignore-failed-read", *backup.TAR_QUIET]
+
+
+def test_a_file_that_changes_while_read_does_not_fail_the_backup_but_a_fatal_tar_error_does(demo, tmp_path):
+    """A live project changes under tar (bin/start removes stop_sched, logs grow): GNU tar's
+    exit 1 keeps the archive, 2 fails the backup and leaves no file."""
+    p = running(demo)
+    answer_backup(p.engine)
+    p.engine.on("run", "-C /run/boincserver/project", out=b"PROJECT-TAR", code=1)
+    backup.backup(p, context.Silent(), tmp_path / "ok.backup", PASSPHRASE)
+    assert read_backup(tmp_path / "ok.backup")["project"] == b"PROJECT-TAR"
+    p.engine.on("run", "-C /run/boincserver/project", code=2, err="tar: ./upload: Cannot open: Permission denied")
+    with pytest.raises(DockerError, match="Cannot open"):
+        backup.backup(p, context.Silent(), tmp_path / "bad.backup", PASSPHRASE)
+    assert not list(tmp_path.glob("bad.backup*"))
+
+
 def read_backup(path: Path) -> dict[str, bytes]:
     with open(path, "rb") as src:
         r = sealed.OpenedReader(src, PASSPHRASE)
@@ -396,10 +413,10 @@ def test_backup_streams_the_dump_and_the_volumes_into_one_sealed_file(demo, tmp_
     assert p.engine.find("compose_up").args["services"] == ["mysql"]  # the dump needs MariaDB
     tars = [c for c in p.engine.named("run") if c.args["entrypoint"] == "tar"]
     assert [(c.args["service"], c.command) for c in tars] == [
-        ("makeproject", ["-C", "/run/boincserver/secrets", "--numeric-owner", "-cf", "-", "."]),
-        ("makeproject", ["-C", "/run/boincserver/tls", "--numeric-owner", "-cf", "-", "."]),
-        ("makeproject", ["-C", "/run/boincserver/project", "--numeric-owner", "-cf", "-", "."]),
-        ("makeproject", ["-C", "/run/boincserver/results", "--numeric-owner", "-cf", "-", "."])]
+        ("makeproject", ["-C", "/run/boincserver/secrets", *LIVE_TAR, "-cf", "-", "."]),
+        ("makeproject", ["-C", "/run/boincserver/tls", *LIVE_TAR, "-cf", "-", "."]),
+        ("makeproject", ["-C", "/run/boincserver/project", *LIVE_TAR, "-cf", "-", "."]),
+        ("makeproject", ["-C", "/run/boincserver/results", *LIVE_TAR, "-cf", "-", "."])]
     assert all(c.args["dependencies"] is False for c in tars)
     dump = p.engine.find("exec", "mariadb-dump")
     assert dump.args["service"] == "mysql" and dump.command[-2:] == ["--databases", "demo"]

@@ -10,11 +10,11 @@ import tarfile
 from pathlib import Path
 
 from boincserver import tls
+from boincserver.backup import TLS_MOUNT  # the tls volume in the makeproject service
 from boincserver.context import (Project, Reporter, certificate_state, check_docker, service_running,
                                  wait_until_certified)
 from boincserver.errors import InvalidInput, ProjectError
 
-TLS_MOUNT = "/run/boincserver/tls"  # the tls volume in the makeproject service (compose.yaml.j2)
 # Swap the new files in whole: Apache never reads a certificate without its key.
 INSTALL_FILES = (
     'set -e; cd "$0"; rm -rf files.new; mkdir files.new; tar -x -C files.new -f -; '
@@ -54,7 +54,8 @@ def set_files(project: Project, reporter: Reporter, certificate: Path, key: Path
         raise InvalidInput(f"the project's URL {s.url_base} is not https://",
                            advice="move it first: `boincserver up --url-base https://HOST --tls files` "
                                   "after `tls set`, or give the URL now with `up`")
-    chain_pem, key_pem = _read(certificate, "certificate"), _read(key, "key")
+    chain_pem = tls.read_pem_file(certificate, "certificate file", "--cert")
+    key_pem = tls.read_pem_file(key, "key file", "--key")
     facts = tls.check_certificate_files(chain_pem, key_pem, s.host)
     check_docker(project.engine)
     if project.engine.image_labels(project.image("makeproject")) is None:
@@ -75,14 +76,6 @@ def set_files(project: Project, reporter: Reporter, certificate: Path, key: Path
         wait_until_certified(project, s, reporter, serial=facts.serial)
     return {"names": list(facts.names), "not_after": facts.not_after.isoformat(), "days_left": facts.days_left,
             "subject": facts.subject, "serial": facts.serial, "switch": not was_files}
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.expanduser().read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the {what} file {path} ({exc.strerror or exc})",
-                           advice=f"give a readable PEM file with --{'cert' if what == 'certificate' else 'key'}") from None
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

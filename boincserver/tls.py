@@ -55,6 +55,15 @@ def check_email(address: str) -> str:
     return address
 
 
+def read_pem_file(path, what: str, option: str) -> bytes:
+    """The bytes of a PEM file the operator named with `option`; InvalidInput naming it if unreadable."""
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the {what} {path} ({exc.strerror or exc})",
+                           advice=f"give a readable PEM file with {option}") from None
+
+
 def read_certificates(pem: bytes | str, what: str) -> list[x509.Certificate]:
     data = pem.encode() if isinstance(pem, str) else pem
     try:

@@ -16,12 +16,8 @@ def read_ca_bundle(path: Optional[Path]) -> Optional[str]:
     """The text of --acme-ca-bundle FILE (checked as PEM by the settings)."""
     if path is None:
         return None
-    try:
-        return path.expanduser().read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        from boincserver.errors import InvalidInput
-        raise InvalidInput(f"cannot read the ACME CA bundle {path} ({exc})",
-                           advice="give a readable PEM file with --acme-ca-bundle") from None
+    from boincserver import tls
+    return tls.read_pem_file(path, "ACME CA bundle", "--acme-ca-bundle").decode(errors="replace")
 
 
 @commands.command()

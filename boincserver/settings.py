@@ -7,14 +7,14 @@ and PROJECT_ROOT are build-time values: once the project exists they may not cha
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import tomlkit
 
 from boincserver import __version__, paths
-from boincserver.boinc import home_page, mail, naming, tuning
+from boincserver.boinc import daemon_instances, home_page, mail, naming, tuning
 from boincserver.errors import InvalidInput, ProjectError
 
 LOCKED = ("project", "boinc_user", "project_root")
@@ -70,6 +70,9 @@ class Settings:
     acme_directory: str = "letsencrypt"
     acme_email: str = ""
     acme_ca_bundle: str = ""
+    # Parallel instances of BOINC's daemons by type, e.g. {"transitioner": 2}: each runs with
+    # --mod N i (boinc/daemon_instances.py); {} for one each. Its own table in the file.
+    daemon_instances: dict = field(default_factory=dict)
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -89,6 +92,11 @@ class Settings:
             tuning.check_work_slots(self.work_slots)
         except tuning.TuningError as exc:
             raise InvalidInput(str(exc)) from None
+        try:
+            object.__setattr__(self, "daemon_instances", daemon_instances.check_counts(self.daemon_instances))
+        except daemon_instances.DaemonInstancesError as exc:
+            raise InvalidInput(str(exc), advice="fix [daemon_instances] in boincserver.toml; "
+                               "nothing was changed") from None
         try:
             object.__setattr__(self, "long_name", home_page.check_long_name(self.long_name))
             object.__setattr__(self, "description", home_page.check_description(self.description))
@@ -186,8 +194,14 @@ class Settings:
             **mail_env,  # only with a mail host: a project without mail keeps its .env
             **self.home_page_env(),  # only when set: a project with the defaults keeps its .env
             **self.tls_env(),  # only for https: a plain-HTTP project keeps its .env
+            # only when set, in single quotes (Compose passes them on literally)
+            **({"DAEMON_INSTANCES": f"'{daemon_instances.to_env(self.daemon_instances)}'"}
+               if self.daemon_instances else {}),
         }
 
+
+# Settings kept in a table of their own ([daemon_instances]), not in [project].
+TABLES = ("daemon_instances",)
 
 HEADER = ("boincserver project settings: values only, never secrets.",
           "PROJECT, BOINC_USER and PROJECT_ROOT are locked once the project exists.")
@@ -205,8 +219,10 @@ def to_toml(settings: Settings, existing: str | None = None) -> str:
             doc.add(tomlkit.comment(line))
         table = tomlkit.table()
         for f in fields(Settings):
-            table.add(f.name, _toml_value(getattr(settings, f.name)))
+            if f.name not in TABLES:
+                table.add(f.name, _toml_value(getattr(settings, f.name)))
         doc.add("project", table)
+        _set_tables(doc, settings)
         return tomlkit.dumps(doc)
     doc = tomlkit.parse(existing)
     if "project" not in doc:
@@ -215,13 +231,33 @@ def to_toml(settings: Settings, existing: str | None = None) -> str:
     defaults = Settings(project=settings.project)
     for f in fields(Settings):
         value = getattr(settings, f.name)
+        if f.name in TABLES:
+            continue
         if f.name in table:
             old = table[f.name]
             if (old.unwrap() if hasattr(old, "unwrap") else old) != value:
                 table[f.name] = _toml_value(value)
         elif value != getattr(defaults, f.name) or f.name == "project":
             table[f.name] = _toml_value(value)
+    _set_tables(doc, settings)
     return tomlkit.dumps(doc)
+
+
+def _set_tables(doc, settings: Settings) -> None:
+    """The tables of TABLES: changed keys only (the user's comments stay); none while empty."""
+    for name in TABLES:
+        value = getattr(settings, name)
+        if name not in doc:
+            if value:
+                doc.add(name, tomlkit.table())
+            else:
+                continue
+        table = doc[name]
+        for key in [k for k in table if k not in value]:
+            del table[key]
+        for key, item in value.items():
+            if table.get(key) != item:
+                table[key] = item
 
 
 def _toml_value(value):
@@ -250,13 +286,15 @@ def load(project_dir: Path) -> Settings:
             advice=f"create one with `boincserver init {project_dir}`, or pass --project-dir",
         )
     try:
-        data = tomllib.loads(path.read_text())["project"]
+        doc = tomllib.loads(path.read_text())
+        data = doc["project"]
     except (tomllib.TOMLDecodeError, KeyError) as exc:
         raise ProjectError(f"{path} cannot be read ({exc}): fix the file or run `boincserver init` anew") from None
-    known = {f.name for f in fields(Settings)}
+    known = {f.name for f in fields(Settings)} - set(TABLES)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ProjectError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    data = {**data, **{name: doc[name] for name in TABLES if name in doc}}
     try:
         return Settings(**data)
     except TypeError as exc:

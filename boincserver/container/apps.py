@@ -17,7 +17,7 @@ from pathlib import Path
 
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import buda as bb
-from boincserver.boinc import configxml, database, plan_classes, status
+from boincserver.boinc import configxml, daemon_instances, database, plan_classes, status
 from boincserver.boinc.jobs import DEFAULT_FANOUT
 from boincserver.container import common
 from boincserver.container import remote_apps
@@ -91,6 +91,15 @@ def restart_daemons(project: ProjectFolder, wait: float = RESTART_WAIT, pause: f
             time.sleep(pause)
 
 
+def instance_counts(environ: dict[str, str]) -> dict[str, int]:
+    """DAEMON_INSTANCES (boincserver.toml's [daemon_instances]), checked before anything changes."""
+    try:
+        return daemon_instances.from_env(environ.get(daemon_instances.ENV, ""))
+    except daemon_instances.DaemonInstancesError as exc:
+        raise Refused(f"{daemon_instances.ENV}: {exc}; fix [daemon_instances] in boincserver.toml "
+                      "(and run `boincserver up`)") from None
+
+
 def app_install(project: ProjectFolder, args: list[str]) -> dict:
     """xadd, update_versions --noconfirm, then the app's daemons (restarting them if new).
 
@@ -101,13 +110,15 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
     Once a Docker version exists the scheduler needs plan_class_spec.xml; it is made (or a
     user's file completed) before xadd, so a plan class it cannot serve stops the install, and
     written once the version is in; the first Docker app also turns on <debug_user_messages>
-    (the scheduler then logs why a host gets no Docker job, e.g. "Docker not present")."""
+    (the scheduler then logs why a host gets no Docker job, e.g. "Docker not present").
+    The app's daemons get as many instances as DAEMON_INSTANCES says (boinc/daemon_instances.py)."""
     name, vdir = args[0], args[2]
     daemons = [boinc_apps.daemon_from_json(d) for d in json.loads(args[1])]
     before = project.root / PROJECT_XML_BEFORE
     new_class = boinc_apps.plan_class_of(Path(vdir).name)
     classes = plan_class_state(project)
     try:
+        counts = instance_counts(dict(os.environ))  # refused like the rest: the version folder goes
         try:
             spec = plan_classes.spec_file([*classes["plan_classes"], new_class], classes["plan_class_spec"])
         except boinc_apps.AppError as exc:
@@ -130,13 +141,13 @@ def app_install(project: ProjectFolder, args: list[str]) -> dict:
         out["plan_classes_added"] = [c for c in plan_classes.class_names(spec) if c not in had]
         write_file(project.root / plan_classes.FILE_NAME, spec)
     config = project.root / "config.xml"
-    text = config.read_text()
+    text = daemon_instances.with_instances(config.read_text(), {})  # one entry a daemon, as the host's
     added = boinc_apps.missing_daemons(text, daemons)
     out["daemons_added"] = [d.cmd for d in added]
     new_text = boinc_apps.config_xml_with_daemons(text, added)
     if new_class == plan_classes.DOCKER and plan_classes.DOCKER not in classes["plan_classes"]:
         new_text = configxml.set_element(new_text, "debug_user_messages", "1")
-    common.replace_file(config, new_text)
+    common.replace_file(config, daemon_instances.with_instances(new_text, counts))
     if added:
         restart_daemons(project)
     recycle_fastcgi(project)

@@ -34,9 +34,10 @@ import time
 from pathlib import Path
 from typing import IO
 
-from boincserver.boinc import home_page as home, makeproject, naming, substitution, tuning
+from boincserver.boinc import daemon_instances, home_page as home, makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
 from boincserver.container import buda, lifecycle
+from boincserver.container.apps import instance_counts
 from boincserver.container import home_page
 from boincserver.container import mail as project_mail
 from boincserver.container import remote_apps
@@ -182,13 +183,19 @@ def work_slots(environ: dict[str, str]) -> int:
                       f"from {tuning.MIN_WORK_SLOTS} to {tuning.MAX_WORK_SLOTS} (or fix .env)") from None
 
 
-def tune(mounts: Mounts, slots: int) -> list[str]:
-    """config.xml's job array and feeder, and the FastCGI programs under the CGI names, from
-    this image's BOINC build; what changed."""
+def tune(mounts: Mounts, slots: int, instances: dict[str, int] | None = None) -> list[str]:
+    """config.xml's job array and feeder, its daemons' instances (DAEMON_INSTANCES), and the
+    FastCGI programs under the CGI names, from this image's BOINC build; what changed."""
     changed = []
     config = mounts.project / "config.xml"
-    if common.replace_file(config, tuning.tuned_config(config.read_text(), slots)):
-        changed.append(f"config.xml (work slots {slots})")
+    old = config.read_text()
+    tuned = tuning.tuned_config(old, slots)
+    new = daemon_instances.with_instances(tuned, instances or {})
+    if common.replace_file(config, new):
+        if tuned != old:
+            changed.append(f"config.xml (work slots {slots})")
+        if new != tuned:
+            changed.append(f"config.xml's daemons ({daemon_instances.to_env(instances or {}) or 'one each'})")
     for name, program in tuning.FASTCGI_PROGRAMS.items():
         built, installed = mounts.boinc_src / "sched" / program, mounts.project / "cgi-bin" / name
         if not built.is_file() or not installed.parent.is_dir():
@@ -212,6 +219,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     url = naming.normalise_url_base(common.required_env(environ, "URL_BASE"))
     host = environ.get("PROJECT_HOST", "boincserver")
     slots = work_slots(environ)
+    instances = instance_counts(environ)
     mail_settings = project_mail.settings(environ)
     long_name, description = home_page.settings(environ, project)
     restore_overlay(mounts, root)
@@ -246,7 +254,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     changed = substitute_files(mounts.project, values, previous_url)
     if changed:
         log("runtime values written into: " + ", ".join(changed))
-    tuned = tune(mounts, slots)
+    tuned = tune(mounts, slots, instances)
     if tuned:
         log("tuned for throughput: " + ", ".join(tuned))
     update_db_urls(values, previous_url, url)

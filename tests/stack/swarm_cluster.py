@@ -30,6 +30,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,12 +57,12 @@ SHARED_SUBFOLDERS = ("project", "results", "secrets", "tls")
 # Docker objects of a cluster carry this label with the pid of the session that made them;
 # leftovers of a dead session are removed at the next start.
 OWNER_LABEL = "boincserver-test.swarm-pid"
+TMP = "/tmp"  # short paths: a unix socket path has at most 108 bytes
 
 # Messages of a node that cannot start for a reason of the machine, not of our code.
-ENVIRONMENT_LIMITS = ("unable to apply caps", "operation not permitted", "permission denied",
-                      "error initializing network controller", "failed to mount overlay",
-                      "driver not supported", "devices cgroup isn't mounted", "cgroup mountpoint does not exist",
-                      "iptables failed", "iptables: ")
+ENVIRONMENT_LIMITS = ("unable to apply caps", "operation not permitted", "error initializing network controller",
+                      "failed to mount overlay", "driver not supported", "devices cgroup isn't mounted",
+                      "cgroup mountpoint does not exist", "iptables failed")
 CAPS_FLAGS = ("--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
               "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
               "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw")
@@ -210,7 +211,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_leftovers() -> None:
+def remove_leftovers(image: str) -> None:
     """Containers, volumes and networks of clusters whose session died (killed mid-test)."""
     for kind, fmt in (("ps", '{{.ID}} {{.Label "%s"}}'), ("volume ls", '{{.Name}} {{.Label "%s"}}'),
                       ("network ls", '{{.ID}} {{.Label "%s"}}')):
@@ -221,6 +222,19 @@ def remove_leftovers() -> None:
         if dead:
             rm = {"ps": ["rm", "-f", "-v"], "volume ls": ["volume", "rm", "-f"], "network ls": ["network", "rm"]}[kind]
             _host_docker(*rm, *dead, check=False)
+    # Host folders (and a registry still serving one) of dead sessions: the file "owner" holds
+    # the session's pid and the registry's.
+    for root in Path(TMP).glob("bs-swarm-*"):
+        try:
+            session, registry = (int(x) for x in (root / "owner").read_text().split())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(session):
+            continue
+        with contextlib.suppress(OSError):
+            if str(root) in Path(f"/proc/{registry}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(registry, signal.SIGKILL)
+        _rmtree(root, image)
 
 
 def _node_failure(node: str, container: str, what: str) -> None:
@@ -286,6 +300,7 @@ http:
             assert proc.poll() is None, f"the registry exited:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"the registry did not answer in 30 s:\n{log_path.read_text()}"
             time.sleep(0.3)
+        (folder.parent / "owner").write_text(f"{os.getpid()} {proc.pid}\n")
         yield address
 
 
@@ -314,8 +329,8 @@ def running_cluster() -> Iterator[SwarmCluster]:
         pytest.skip("the kernel has no VXLAN (CONFIG_VXLAN): Swarm overlay networks cannot work here")
     _ensure_registry_installed()
     image = node_image()
-    remove_leftovers()
-    root = Path(tempfile.mkdtemp(prefix="bs-swarm-", dir="/tmp"))  # short: unix socket paths <= 108
+    remove_leftovers(image)
+    root = Path(tempfile.mkdtemp(prefix="bs-swarm-", dir=TMP))  # short: unix socket paths <= 108
     name = root.name.lower().replace("_", "-")
     owner = f"{OWNER_LABEL}={os.getpid()}"
     with contextlib.ExitStack() as stack:

@@ -105,7 +105,8 @@ def test_dnsrr_service_host_ports_front_and_drain(swarm_cluster: SwarmCluster, b
 
         # The overlay (VXLAN between nodes): the task on server-a resolves both tasks (dnsrr)
         # and reaches the one on server-b.
-        task_a = c.docker("server-a", "ps", "-q", "--filter", "label=com.docker.swarm.service.name=hello").stdout.strip()
+        task_a = c.docker("server-a", "ps", "-q", "--filter",
+                          "label=com.docker.swarm.service.name=hello").stdout.strip()
         ips = c.docker("server-a", "exec", task_a, "getent", "ahostsv4", "tasks.hello").stdout
         task_ips = sorted({line.split()[0] for line in ips.splitlines()})
         assert len(task_ips) == 2, ips

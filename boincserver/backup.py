@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from boincserver import __version__, pins, secrets
-from boincserver.context import Project, Reporter, check_docker, created_record, service_running
+from boincserver.context import Project, Reporter, check_docker, created_record, require_compose, service_running
 from boincserver.errors import DockerError, InvalidInput, ProjectError
 from boincserver.sealed import (OpenedReader, SealedWriter, SectionFeed, end_sections, next_section, read_stream,
                                 section_chunks, write_section)
@@ -99,6 +99,7 @@ def backup(project: Project, reporter: Reporter, file: Path, passphrase: str) ->
         raise InvalidInput(f"{file} exists already; nothing was written. Choose a new file name")
     if len(passphrase) < 8:
         raise InvalidInput("the passphrase is too short: use 8 characters or more")
+    require_compose(project)
     check_docker(project.engine)
     if created_record(project) is None:
         raise ProjectError("the project has no data to back up yet", advice="`boincserver up` creates it")
@@ -130,6 +131,7 @@ def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -
     started = time.monotonic()
     if not file.is_file():
         raise InvalidInput(f"{file} does not exist")
+    require_compose(project)
     check_docker(project.engine)
     if created_record(project) is not None:
         raise ProjectError("this project already has data; a restore goes into an empty project only",

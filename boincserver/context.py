@@ -63,7 +63,27 @@ class Project:
 
 def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine]) -> Project:
     settings = load(project_dir)
-    return Project(project_dir.absolute(), settings, engine_factory(project_dir.absolute(), settings.compose_name))
+    engine = engine_factory(project_dir.absolute(), settings.compose_name)
+    if settings.deploy == "swarm":
+        # Compose here would act on an empty project of this machine, not on the stack.
+        engine.compose_refusal = on_swarm_refusal(settings)
+    return Project(project_dir.absolute(), settings, engine)
+
+
+def on_swarm_refusal(settings: Settings) -> ProjectError:
+    return ProjectError(
+        f"project {settings.project!r} is deployed on Docker Swarm (deploy = \"swarm\" in boincserver.toml), "
+        "and this command works on a project Compose runs on one machine; nothing was changed",
+        advice="on Swarm use `boincserver up --swarm`, `status` and `down --swarm`; back up the database "
+               "on its node (mariadb-dump) and the swarm_storage folder. `up --compose` starts a "
+               "separate project on this machine, with its own volumes")
+
+
+def require_compose(project: Project) -> None:
+    """Refuse, before anything, a use case that works on Compose's volumes when the project is
+    deployed on Swarm (its volumes are on the nodes)."""
+    if project.settings.deploy == "swarm":
+        raise on_swarm_refusal(project.settings)
 
 
 def download_progress(reporter: Reporter, what: str) -> Callable[[int, int | None], None]:

@@ -12,6 +12,8 @@ stdin and how its stdout is consumed, so that no stream is held whole unless ask
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -75,14 +77,18 @@ class Ran:
 class Engine:
     """Docker and, for a project folder, its Compose project."""
 
-    def __init__(self, project_dir: Path | None = None, compose_name: str | None = None):
+    def __init__(self, project_dir: Path | None = None, compose_name: str | None = None,
+                 host: str | None = None):
         if shutil.which("docker") is None:
             raise EnvironmentProblem("Docker's command-line client `docker` is not installed",
                                      advice=ADVICE_CLI)
         self.project_dir = project_dir
-        kwargs = {}
+        # Set for a project deployed on Swarm: Compose commands would act on an empty Compose
+        # project of this machine, so they raise this instead (see context.open_project).
+        self.compose_refusal: BoincServerError | None = None
+        kwargs = {} if host is None else {"host": host}
         if project_dir is not None:
-            kwargs = dict(
+            kwargs.update(
                 compose_files=[project_dir / "compose.yaml"],
                 compose_project_directory=project_dir,
                 compose_env_files=[project_dir / ".env"],
@@ -102,6 +108,8 @@ class Engine:
         return [str(c) for c in self.docker.client_config.docker_cmd]
 
     def _compose_cmd(self) -> list[str]:
+        if self.compose_refusal is not None:
+            raise self.compose_refusal
         return [str(c) for c in self.docker.client_config.docker_compose_cmd]
 
     def _stream(self, args: Sequence[str], on_line: LineSink | None, env: dict | None = None,
@@ -284,6 +292,94 @@ class Engine:
         on `down`."""
         name = f"{self.docker.client_config.compose_project_name}_default"
         subprocess.run(self._base_cmd() + ["network", "rm", name], capture_output=True)
+
+    # -- Swarm (this engine is a manager's) ------------------------------------------------
+    def on_host(self, host: str) -> "Engine":
+        """An engine for another Docker host (a DOCKER_HOST value), outside any project."""
+        return Engine(host=host)
+
+    def _json_lines(self, args: list[str]) -> list[dict]:
+        cmd = self._base_cmd() + args
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise classify(cmd, done.returncode, done.stderr)
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    def swarm_info(self) -> dict:
+        """`docker info`'s Swarm part: LocalNodeState (inactive, active...), ControlAvailable."""
+        rows = self._json_lines(["info", "--format", "{{json .Swarm}}"])
+        return rows[0] if rows else {}
+
+    def swarm_nodes(self) -> list[dict]:
+        """The nodes: hostname, labels, state (ready, down), availability (active, drain), address."""
+        ids = self._names(["node", "ls", "--quiet"])
+        nodes = []
+        for n in self._json_lines(["node", "inspect", "--format", "{{json .}}", *ids]) if ids else []:
+            nodes.append({"id": n["ID"], "hostname": n["Description"]["Hostname"],
+                          "labels": n["Spec"].get("Labels") or {}, "state": n["Status"]["State"],
+                          "availability": n["Spec"]["Availability"], "address": n["Status"].get("Addr", "")})
+        return nodes
+
+    def stack_deploy(self, compose_file: Path, name: str, env: Mapping[str, str],
+                     on_line: LineSink | None) -> None:
+        """`docker stack deploy`: it reads no .env, so the values come as its environment."""
+        self._stream(["stack", "deploy", "--prune", "--compose-file", str(compose_file), name], on_line,
+                     env={**os.environ, **env})
+
+    def stack_rm(self, name: str, on_line: LineSink | None) -> None:
+        self._stream(["stack", "rm", name], on_line)
+
+    def stack_services(self, name: str) -> list[dict]:
+        """The stack's services: Name, Mode, Replicas ("1/1"), Image."""
+        return self._json_lines(["service", "ls", "--filter", f"label=com.docker.stack.namespace={name}",
+                                 "--format", "{{json .}}"])
+
+    def stack_networks(self, name: str) -> list[str]:
+        return self._names(["network", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={name}"])
+
+    def service_tasks(self, service: str) -> list[dict]:
+        """The service's tasks, newest first: ID, Name, Node, DesiredState, CurrentState, Error."""
+        cmd = self._base_cmd() + ["service", "ps", "--no-trunc", "--format", "{{json .}}", service]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            if "no such service" in done.stderr.lower():
+                return []
+            raise classify(cmd, done.returncode, done.stderr)
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    def service_logs(self, service: str, tail: int, on_line: LineSink) -> None:
+        self._stream(["service", "logs", "--raw", "--no-trunc", "--tail", str(tail), service], on_line)
+
+    def secret_exists(self, name: str) -> bool:
+        # The name filter matches prefixes too: the exact name is compared here.
+        return any(row.get("Name") == name for row in self._json_lines(
+            ["secret", "ls", "--filter", f"name={name}", "--format", "{{json .}}"]))
+
+    def secret_create(self, name: str, value: bytes, labels: Mapping[str, str]) -> None:
+        """A Swarm secret, its value through stdin (never on a command line)."""
+        cmd = self._base_cmd() + ["secret", "create"]
+        for k, v in labels.items():
+            cmd += ["--label", f"{k}={v}"]
+        self._one_command(cmd + [name, "-"], value, None, True)
+
+    def secret_rm(self, name: str) -> None:
+        self._names(["secret", "rm", name])
+
+    def volumes_named(self, names: Sequence[str]) -> list[str]:
+        """Which of these volumes exist on this engine."""
+        found = set(self._names(["volume", "ls", "--quiet"]))
+        return [n for n in names if n in found]
+
+    def containers_using(self, volumes: Sequence[str]) -> list[str]:
+        """The containers, in any state, that mount one of these volumes."""
+        names: list[str] = []
+        for volume in volumes:
+            names += self._names(["ps", "--all", "--quiet", "--filter", f"volume={volume}"])
+        return names
+
+    def remove_volumes(self, names: Sequence[str]) -> None:
+        if names:
+            self._names(["volume", "rm", *names])
 
     # -- containers and images by name, outside any Compose project --------------------------
     def _names(self, args: list[str]) -> list[str]:

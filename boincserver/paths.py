@@ -11,6 +11,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 SETTINGS_FILE = "boincserver.toml"
 COMPOSE_FILE = "compose.yaml"
+STACK_FILE = "stack.yaml"  # the same services as a Docker Swarm stack (`up --swarm`)
 ENV_FILE = ".env"
 
 

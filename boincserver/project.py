@@ -28,7 +28,8 @@ SERVICES = ("mysql", "makeproject", "apache")
 PROJECT_INPUTS_LABEL = "org.boincserver.project-inputs"
 # Files of the project folder that are settings, not build inputs (see the .dockerignore);
 # volunteer/ is `boincserver volunteer`'s client: its account key and the files it computes.
-NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, ".git", ".github", "volunteer"}
+# stack.yaml holds Swarm's runtime values (swarm_storage), as .env does Compose's.
+NOT_BUILD_INPUTS = {".env", paths.SETTINGS_FILE, paths.STACK_FILE, ".git", ".github", "volunteer"}
 
 
 # -- init ----------------------------------------------------------------------------------

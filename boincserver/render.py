@@ -17,6 +17,8 @@ from boincserver.settings import Settings
 # Template (relative to compose/) -> file in the project folder.
 PROJECT_FILES = {
     "compose.yaml.j2": paths.COMPOSE_FILE,
+    # The same template as compose.yaml, for Docker Swarm: one description of the services.
+    "compose.yaml.j2 swarm": paths.STACK_FILE,
     "env.j2": paths.ENV_FILE,
     "project/README.md.j2": "README.md",
     "project/gitignore.j2": ".gitignore",
@@ -45,7 +47,7 @@ def environment() -> jinja2.Environment:
     )
 
 
-def context(settings: Settings, env: dict[str, str] | None = None) -> dict:
+def context(settings: Settings, env: dict[str, str] | None = None, swarm: bool = False) -> dict:
     from boincserver import __version__
 
     from boincserver import catalogue
@@ -57,14 +59,17 @@ def context(settings: Settings, env: dict[str, str] | None = None) -> dict:
         "pins": pins,
         "base_image": pins.base_image,
         "env": settings.env() if env is None else env,
+        "swarm": swarm,
     }
 
 
 def render_all(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
-    ctx = context(settings, env)
+    contexts = {False: context(settings, env), True: context(settings, env, swarm=True)}
     env = environment()
     try:
-        return {dest: env.get_template(src).render(ctx) for src, dest in PROJECT_FILES.items()}
+        # "TEMPLATE swarm" renders TEMPLATE with swarm set.
+        return {dest: env.get_template(src.split()[0]).render(contexts[src.endswith(" swarm")])
+                for src, dest in PROJECT_FILES.items()}
     except jinja2.UndefinedError as exc:  # a template bug, not a user's: say which value
         raise RuntimeError(f"template value missing: {exc}") from exc
 

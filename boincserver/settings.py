@@ -6,6 +6,7 @@ and PROJECT_ROOT are build-time values: once the project exists they may not cha
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,9 @@ LOCKED = ("project", "boinc_user", "project_root")
 DEFAULT_URL_BASE = "http://127.0.0.1:8080"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_BOINC_USER = "boincadm"
+
+
+DEPLOYS = ("compose", "swarm")
 
 
 def default_project_root(boinc_user: str) -> str:
@@ -73,6 +77,17 @@ class Settings:
     # Parallel instances of BOINC's daemons by type, e.g. {"transitioner": 2}: each runs with
     # --mod N i (boinc/daemon_instances.py); {} for one each. Its own table in the file.
     daemon_instances: dict = field(default_factory=dict)
+    # How `up` runs the project: compose (this machine) or swarm (`up --swarm` sets it; then
+    # `down` and `status` act on the stack and commands that need Compose refuse).
+    deploy: str = "compose"
+    # Docker Swarm (`up --swarm`): the manager's engine (a DOCKER_HOST value: ssh://USER@HOST,
+    # tcp://HOST:PORT or unix:///PATH; "" for the engine this machine's docker uses); the
+    # folder every server node has (an NFS mount, say) where the project's volumes live, so
+    # that apache may move between server nodes ("" for node-local volumes); and the nodes'
+    # own engines by node name, where `down --swarm --volumes` removes the project's volumes.
+    swarm_manager: str = ""
+    swarm_storage: str = ""
+    swarm_nodes: dict = field(default_factory=dict)
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -123,6 +138,9 @@ class Settings:
         if self.registry:
             from boincserver.registry import check_registry
             object.__setattr__(self, "registry", check_registry(self.registry))
+        if self.deploy not in DEPLOYS:
+            raise InvalidInput(f"deploy {self.deploy!r} is not known: use {' or '.join(DEPLOYS)}")
+        check_swarm_settings(self.swarm_manager, self.swarm_storage, self.swarm_nodes)
         if not self.compose_name:
             object.__setattr__(self, "compose_name", f"boincserver-{self.project}")
 
@@ -200,8 +218,38 @@ class Settings:
         }
 
 
-# Settings kept in a table of their own ([daemon_instances]), not in [project].
-TABLES = ("daemon_instances",)
+# Settings kept in a table of their own ([daemon_instances], [swarm_nodes]), not in [project].
+TABLES = ("daemon_instances", "swarm_nodes")
+
+_ENGINE_ADDRESS = re.compile(r"^(unix:///[A-Za-z0-9._/-]+|ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?"
+                             r"|tcp://[A-Za-z0-9.-]+:[0-9]{1,5})$")
+_STORAGE = re.compile(r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")
+_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_engine_address(what: str, address: str) -> str:
+    if not _ENGINE_ADDRESS.match(address):
+        raise InvalidInput(f"{what} {address!r} is not a Docker engine address",
+                           advice="use ssh://USER@HOST, tcp://HOST:PORT or unix:///PATH (as DOCKER_HOST takes)")
+    return address
+
+
+def check_swarm_settings(manager: str, storage: str, nodes: dict) -> None:
+    """The swarm_* settings (boincserver.toml), checked when the settings load."""
+    if manager:
+        check_engine_address("swarm_manager", manager)
+    if storage and (not _STORAGE.match(storage) or "/../" in storage + "/"):
+        raise InvalidInput(f"swarm_storage {storage!r} is not an absolute folder path",
+                           advice="give the folder every server node has, e.g. /srv/boincserver "
+                                  "(letters, digits, . _ - and /)")
+    if not isinstance(nodes, dict):
+        raise InvalidInput("swarm_nodes must be a table of node name = engine address",
+                           advice='e.g. [swarm_nodes] db1 = "ssh://admin@db1"')
+    for name, address in nodes.items():
+        if not _NODE.match(str(name)):
+            raise InvalidInput(f"swarm_nodes: {name!r} is not a node name")
+        check_engine_address(f"swarm_nodes.{name}", str(address))
+
 
 HEADER = ("boincserver project settings: values only, never secrets.",
           "PROJECT, BOINC_USER and PROJECT_ROOT are locked once the project exists.")

@@ -20,7 +20,7 @@ from typing import Callable
 
 from boincserver import __version__, backup, pins
 from boincserver import project as core
-from boincserver.context import Project, Reporter, check_docker, created_record, read_volume_file
+from boincserver.context import Project, Reporter, check_docker, created_record, read_volume_file, require_compose
 from boincserver.errors import ProjectError
 
 PINS_RECORD = ".boincserver/pins.json"
@@ -111,6 +111,7 @@ def upgrade(project: Project, reporter: Reporter, passphrase: Callable[[], str],
             backup_file: Path | None = None) -> dict:
     """`passphrase` is asked for the backup only when there is something to upgrade."""
     started = time.monotonic()
+    require_compose(project)
     check_docker(project.engine)
     if created_record(project) is None:
         raise ProjectError("the project does not exist yet: nothing to upgrade", advice="`boincserver up` creates it")

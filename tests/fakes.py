@@ -64,6 +64,9 @@ def recorded(fn):
             values["stdin"] = sink.getvalue()
         call = Call(fn.__name__, values)
         self.calls.append(call)
+        if self.compose_refusal is not None and (fn.__name__.startswith("compose_") or fn.__name__ == "exec"
+                                                 or (fn.__name__ == "run" and values.get("service"))):
+            raise self.compose_refusal  # as Engine._compose_cmd does
         return fn(self, call)
 
     wrapper.__name__ = fn.__name__
@@ -223,6 +226,110 @@ class RecordingEngine:
     @recorded
     def remove_default_network(self, call):
         pass
+
+    compose_refusal: object = None  # as Engine's: set by context.open_project on Swarm
+
+    # -- Swarm: a manager with nodes, services and their tasks, secrets ---------------------
+    swarm: dict = field(default_factory=lambda: {"LocalNodeState": "active", "ControlAvailable": True})
+    nodes: list = field(default_factory=lambda: [
+        {"id": "n1", "hostname": "db", "labels": {"boincserver.db": "true"}, "state": "ready",
+         "availability": "active", "address": "10.0.0.2"},
+        {"id": "n2", "hostname": "server-a", "labels": {"boincserver.server": "true"}, "state": "ready",
+         "availability": "active", "address": "10.0.0.3"}])
+    services: dict = field(default_factory=dict)  # name -> {"replicas": n, "image": ref}
+    tasks: dict = field(default_factory=dict)  # service -> [task], newest first
+    secrets: dict = field(default_factory=dict)  # name -> value (bytes)
+    # How a service's new task ends: "Complete", "Running", "Failed", "Pending" (by service suffix).
+    task_outcome: dict = field(default_factory=dict)
+    hosts: dict = field(default_factory=dict)  # DOCKER_HOST -> RecordingEngine of that node
+    node_volumes: set = field(default_factory=set)  # volumes on this (node's) engine
+
+    @recorded
+    def on_host(self, call):
+        host = call.args["host"]
+        if host not in self.hosts:
+            self.hosts[host] = RecordingEngine(images=self.images, calls=self.calls, replies=self.replies)
+        return self.hosts[host]
+
+    @recorded
+    def swarm_info(self, call):
+        return dict(self.swarm)
+
+    @recorded
+    def swarm_nodes(self, call):
+        return [dict(n) for n in self.nodes]
+
+    @recorded
+    def stack_deploy(self, call):
+        stack, env = call.args["name"], call.args["env"]
+        count = 0
+        for svc in ("mysql", "db-user", "makeproject", "apache"):
+            name = f"{stack}_{svc}"
+            replicas = int(env.get({"db-user": "DB_USER_REPLICAS", "makeproject": "MAKEPROJECT_REPLICAS",
+                                    "apache": "APACHE_REPLICAS"}.get(svc, "X"), "1"))
+            old = self.services.get(name, {}).get("replicas", 0)
+            self.services[name] = {"replicas": replicas}
+            if replicas and not old:
+                count += 1
+                outcome = self.task_outcome.get(svc, "Complete" if svc in ("db-user", "makeproject") else "Running")
+                node = "db" if svc in ("mysql", "db-user") else "server-a"
+                self.tasks.setdefault(name, []).insert(0, {
+                    "ID": f"t{len(self.calls)}{svc}", "Name": f"{name}.1", "Node": node, "DesiredState": "Running",
+                    "CurrentState": f"{outcome} 1 second ago",
+                    "Error": "no suitable node (scheduling constraints not satisfied)" if outcome == "Pending"
+                    else ("task: non-zero exit (2)" if outcome == "Failed" else "")})
+            if old and not replicas:
+                for task in self.tasks.get(name, []):
+                    task["DesiredState"] = "Shutdown"
+
+    @recorded
+    def stack_rm(self, call):
+        prefix = call.args["name"] + "_"
+        for name in [n for n in self.services if n.startswith(prefix)]:
+            del self.services[name]
+            self.tasks.pop(name, None)
+
+    @recorded
+    def stack_services(self, call):
+        prefix = call.args["name"] + "_"
+        return [{"Name": n, "Replicas": f"{s['replicas']}/{s['replicas']}", "Image": "img"}
+                for n, s in self.services.items() if n.startswith(prefix)]
+
+    @recorded
+    def stack_networks(self, call):
+        return []
+
+    @recorded
+    def service_tasks(self, call):
+        return [dict(t) for t in self.tasks.get(call.args["service"], [])]
+
+    @recorded
+    def service_logs(self, call):
+        call.args["on_line"]("[makeproject] error: make_project failed")
+
+    @recorded
+    def secret_exists(self, call):
+        return call.args["name"] in self.secrets
+
+    @recorded
+    def secret_create(self, call):
+        self.secrets[call.args["name"]] = call.args["value"]
+
+    @recorded
+    def secret_rm(self, call):
+        del self.secrets[call.args["name"]]
+
+    @recorded
+    def volumes_named(self, call):
+        return [n for n in call.args["names"] if n in self.node_volumes]
+
+    @recorded
+    def containers_using(self, call):
+        return []
+
+    @recorded
+    def remove_volumes(self, call):
+        self.node_volumes.difference_update(call.args["names"])
 
     # -- containers and images by name ------------------------------------------------------
     @recorded

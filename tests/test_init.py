@@ -13,7 +13,7 @@ from boincserver.errors import InvalidInput, ProjectError
 from boincserver.settings import Settings, load
 
 EXPECTED_FILES = {
-    "compose.yaml", ".env", "README.md", ".gitignore", "apps/README.md",
+    "compose.yaml", "stack.yaml", ".env", "README.md", ".gitignore", "apps/README.md",
     "images/mysql/Dockerfile", "images/apache/Dockerfile", "images/makeproject/Dockerfile",
     "boincserver.toml", ".dockerignore",
 }

@@ -30,7 +30,7 @@ from boincserver.errors import InvalidInput
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-FAKE = SimpleNamespace(settings=SimpleNamespace(project="demo"), dir=Path("/nowhere"))
+FAKE = SimpleNamespace(settings=SimpleNamespace(project="demo", deploy="compose"), dir=Path("/nowhere"))
 
 
 def never(*args, **kwargs):

@@ -98,14 +98,30 @@ def up(
     acme_email: Optional[str] = typer.Option(None, help="The ACME account's contact address."),
     acme_ca_bundle: Optional[Path] = typer.Option(None, help="PEM file of a private ACME CA's TLS root."),
     boinc_src: Optional[str] = typer.Option(None, help="BOINC source for a first build, where nothing can be downloaded."),
+    swarm: Optional[bool] = typer.Option(None, "--swarm/--compose", help="Deploy on Docker Swarm (stack.yaml; needs a registry) or with Compose on this machine (default: as the last `up`)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Build what is missing, create the project the first time, start it and wait until it answers
-    (for an https:// URL, until Apache serves its certificate)."""
+    (for an https:// URL, until Apache serves its certificate). On Swarm: push the images, deploy
+    the stack in order and wait until apache runs on a server node."""
     from boincserver import project as core
     p = open_project()
     changes = {"https_port": https_port, "tls": tls, "acme_directory": acme_directory, "acme_email": acme_email,
                "acme_ca_bundle": read_ca_bundle(acme_ca_bundle)}
+    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+        from boincserver import swarm as on_swarm
+        done = on_swarm.up(p, console, url_base=url_base, http_port=http_port, changes=changes)
+        if json_out:
+            console.json({"master_url": done.master_url, "stack": done.stack, "nodes": done.nodes,
+                          "seconds": round(done.seconds, 1)})
+        else:
+            console.result(f"BOINC project {p.settings.project!r} is up on Docker Swarm (stack {done.stack}) "
+                           f"at {done.master_url}")
+            console.result("  " + ", ".join(f"{service} on {node}" for service, node in done.nodes.items()))
+        return
+    if p.settings.deploy == "swarm":  # --compose: a project of this machine from now on
+        p.engine.compose_refusal = None
+        changes["deploy"] = "compose"
     result = core.up(p, console, url_base=url_base, http_port=http_port, boinc_src=boinc_src, changes=changes)
     if json_out:
         console.json({"master_url": result.master_url, "local_url": result.local_url, "seconds": round(result.seconds, 1)})
@@ -119,21 +135,55 @@ def up(
 def down(
     volumes: bool = typer.Option(False, "--volumes", help="Also delete the database, project files and secrets."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting volumes."),
+    swarm: Optional[bool] = typer.Option(None, "--swarm/--compose", help="Remove the Swarm stack, or stop the Compose project (default: as the last `up`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON (Swarm)."),
 ):
-    """Stop the project; with --volumes also delete all of its data."""
+    """Stop the project; with --volumes also delete all of its data. On Swarm: remove the stack
+    (services, networks) and wait until it is gone; with --volumes also the database password's
+    secret and, on the nodes swarm_nodes names, the project's volumes."""
     from boincserver import project as core
     p = open_project()
     if volumes:
         confirm_deletion(f"project {p.settings.project!r}'s database, files and secrets", yes)
+    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+        from boincserver import swarm as on_swarm
+        done = on_swarm.down(p, console, volumes)
+        if json_out:
+            console.json(done)
+            return
+        console.result(f"removed stack {done['stack']}" + ("" if volumes else "; the data is kept"))
+        for node, names in done["volumes"].items():
+            console.result(f"  removed on {node}: {', '.join(names) or 'no volumes'}")
+        for node, names in done["left"].items():
+            console.result(f"  left on {node} (not in swarm_nodes): {', '.join(names)}; there: "
+                           f"`docker volume rm {' '.join(names)}`")
+        return
     core.down(p, console, volumes)
     console.result("stopped" + (" and deleted its volumes" if volumes else "; the data is kept"))
 
 
 @commands.command()
-def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
-    """Service states and BOINC's own bin/status."""
+def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+           swarm: Optional[bool] = typer.Option(None, "--swarm/--compose", help="The Swarm stack's services and nodes, or the Compose project's (default: as the last `up`).")):
+    """Service states and BOINC's own bin/status; on Swarm, each service's tasks and nodes."""
     from boincserver import project as core
-    data = core.status(open_project(), console)
+    p = open_project()
+    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+        from boincserver import swarm as on_swarm
+        data = on_swarm.status(p)
+        if json_out:
+            console.json(data)
+            return
+        console.result(f"project {data['project']}  {data['master_url']}  (Docker Swarm, stack {data['stack']})")
+        for row in data["services"]:
+            where = "; ".join(f"{t['node']}: {t['state']}" + (f" ({t['error']})" if t["error"] else "")
+                              for t in row["tasks"]) or "no task"
+            console.result(f"  {row['service']:12} {row['replicas']:6} {where}")
+        console.result("nodes:")
+        for n in data["nodes"]:
+            console.result(f"  {n['hostname']:16} {n['state']:6} {n['availability']:7} {', '.join(n['roles'])}")
+        return
+    data = core.status(p, console)
     if json_out:
         console.json(data)
         return

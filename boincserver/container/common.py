@@ -108,6 +108,21 @@ def project_database(project_root: Path):
     return connect(configxml.database_settings((project_root / "config.xml").read_text()))
 
 
+def swarm_db_password(environ: dict[str, str]) -> str | None:
+    """On Swarm the database is on another node, so its user's password is a Swarm secret,
+    mounted where DB_PASSWORD_FILE says; None elsewhere (the secrets volume holds it)."""
+    where = environ.get("DB_PASSWORD_FILE")
+    if not where:
+        return None
+    try:
+        password = Path(where).read_text().strip()
+    except OSError as exc:
+        raise Refused(f"the database password's Swarm secret cannot be read at {where}: {exc.strerror}") from None
+    if not password:
+        raise Refused(f"the database password's Swarm secret at {where} is empty")
+    return password
+
+
 def connect_as_root(socket: str, timeout: float = 120):
     """MariaDB's root through its socket (no password exists), waiting for the server."""
     import MySQLdb

@@ -157,10 +157,11 @@ def sign_md5(args: list[str], mounts: Mounts) -> dict | None:
 
 def db_user(mounts: Mounts, environ: dict[str, str]) -> dict:
     """`db-user`: the project's MariaDB user, with the password the secrets volume holds (after
-    a restore: the database is back, its user is not)."""
+    a restore: the database is back, its user is not), or on Swarm the Swarm secret (the job
+    runs on the database's node, which has no secrets volume)."""
     project = naming.check_project_name(common.required_env(environ, "PROJECT"))
     user = naming.check_boinc_user(common.required_env(environ, "BOINC_USER"))
-    password = Vault(mounts).value("db")
+    password = common.swarm_db_password(environ) or Vault(mounts).value("db")
     if not password:
         raise Refused("the secrets volume holds no database password: restore the secrets first")
     common.ensure_db_user(common.connect_as_root(mounts.mysql_socket), project, user, password)

@@ -106,7 +106,8 @@ def create_project(mounts: Mounts, vault: Vault, project: str, owner: Owner, roo
                    host: str, environ: dict[str, str]) -> None:
     log(f"creating BOINC project {project!r} at {url}/{project}/ (make_project)")
     db_password = vault.value("db")
-    common.ensure_db_user(common.connect_as_root(mounts.mysql_socket), project, owner.name, db_password)
+    if environ.get("DB_ADMIN") != "external":  # on Swarm the db-user job, on the database's node, made it
+        common.ensure_db_user(common.connect_as_root(mounts.mysql_socket), project, owner.name, db_password)
     # make_project creates PROJECT_ROOT itself and refuses an existing one: the overlay the
     # image has there is moved aside for the time of the run, then put back.
     mounts.overlay_aside.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,10 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     exists = check_locked(mounts.project, locked)
     vault = Vault(mounts, owner)
     vault.prepare()
+    swarm_password = common.swarm_db_password(environ)
+    if swarm_password is not None and vault.value("db") != swarm_password:
+        vault.write(vault.catalogue["db"].files[0].path, swarm_password + "\n")
+        log("the database password: from the Swarm secret")
     finished = vault.complete(secrets.effects(mounts, project, owner, vault))  # a rotation an earlier run left
     if finished:
         log(f"finished an interrupted rotation of: {', '.join(finished)}")

@@ -65,7 +65,9 @@ def open_project(project_dir: Path, engine_factory: Callable[[Path, str], Engine
     settings = load(project_dir)
     engine = engine_factory(project_dir.absolute(), settings.compose_name)
     if settings.deploy == "swarm":
-        # Compose here would act on an empty project of this machine, not on the stack.
+        # Commands in the services go to the nodes; Compose here would act on an empty
+        # project of this machine, not on the stack, so its own commands refuse.
+        engine.bind_stack(settings.compose_name, settings.swarm_manager or None, settings.swarm_nodes)
         engine.compose_refusal = on_swarm_refusal(settings)
     return Project(project_dir.absolute(), settings, engine)
 

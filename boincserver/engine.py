@@ -28,7 +28,7 @@ from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import stream_stdout_and_stderr
 
 from boincserver.errors import (BoincServerError, ComposeMissing, DockerError, EngineUnreachable,
-                                EnvironmentProblem, NoSuchImage, ServiceNotRunning)
+                                EnvironmentProblem, NoSuchImage, ProjectError, ServiceNotRunning)
 
 LineSink = Callable[[str], None]
 # What a command's stdin gets: bytes, or a function writing to it (a stream of any size).
@@ -64,6 +64,16 @@ def classify(command: Sequence[str], code: int | None, stderr: str, stdout: str 
     return DockerError(list(command), code, stderr, stdout)
 
 
+@dataclass(frozen=True)
+class StackBinding:
+    """A project deployed on Swarm: its stack on a manager (a DOCKER_HOST value, None for this
+    engine), and the engines of nodes by hostname, where commands in its services run."""
+
+    stack: str
+    manager: str | None
+    nodes: Mapping[str, str]
+
+
 @dataclass
 class Ran:
     """How a command run by `run` or `exec` ended."""
@@ -86,6 +96,9 @@ class Engine:
         # Set for a project deployed on Swarm: Compose commands would act on an empty Compose
         # project of this machine, so they raise this instead (see context.open_project).
         self.compose_refusal: BoincServerError | None = None
+        # Set for a project deployed on Swarm: exec and run(service=...) go to the node that
+        # runs the service's task (bind_stack).
+        self.stack_binding: StackBinding | None = None
         kwargs = {} if host is None else {"host": host}
         if project_dir is not None:
             kwargs.update(
@@ -252,6 +265,8 @@ class Engine:
         self._stream(["down", *(["--volumes"] if volumes else [])], on_line, compose=True)
 
     def compose_ps(self) -> list[dict]:
+        if self.stack_binding is not None:
+            return self._stack_ps()
         rows = []
         for c in self._call(self.docker.compose.ps, all=True):
             labels = c.config.labels or {}
@@ -267,11 +282,32 @@ class Engine:
     def compose_logs(self, services: list[str], follow: bool = False, tail: str | None = None,
                      on_line: LineSink | None = None) -> int:
         """The services' logs: to this terminal (exit code returned), or line by line to on_line."""
+        if self.stack_binding is not None:  # one service at a time: `docker service logs` takes one
+            manager, code = self._manager(), 0
+            for service in services or ("mysql", "makeproject", "apache"):
+                args = ["service", "logs", "--raw"] + (["--follow"] if follow else []) + (["--tail", tail] if tail else [])
+                args.append(f"{self.stack_binding.stack}_{service}")
+                if on_line is not None:
+                    manager._stream(args, on_line)
+                else:
+                    code = code or subprocess.call(manager._base_cmd() + args)
+            return code
         args = ["logs"] + (["--follow"] if follow else []) + (["--tail", tail] if tail else [])
         if on_line is not None:
             self._stream(args + ["--no-log-prefix"] + list(services), on_line, compose=True)
             return 0
         return subprocess.call(self._compose_cmd() + args + list(services))
+
+    def _stack_ps(self) -> list[dict]:
+        """compose_ps's rows for the stack: each service's newest task."""
+        b = self.stack_binding
+        manager, rows = self._manager(), []
+        for svc in manager.stack_services(b.stack):
+            tasks = manager.service_tasks(svc["Name"])
+            state = tasks[0]["CurrentState"].split(" ")[0].lower() if tasks else "absent"
+            rows.append({"service": svc["Name"].removeprefix(f"{b.stack}_"), "container": tasks[0]["Name"] if tasks else "",
+                         "state": state, "health": None, "exit_code": None})
+        return rows
 
     def compose_port(self, service: str, port: int) -> str | None:
         try:
@@ -292,6 +328,65 @@ class Engine:
         on `down`."""
         name = f"{self.docker.client_config.compose_project_name}_default"
         subprocess.run(self._base_cmd() + ["network", "rm", name], capture_output=True)
+
+    # -- a project's services on Swarm ----------------------------------------------------
+    def bind_stack(self, stack: str, manager: str | None, nodes: Mapping[str, str]) -> None:
+        """From now on `exec`, `run(service=...)`, `compose_ps` and `compose_logs` act on the
+        services of this Swarm stack: on the node that runs each one's task."""
+        self.stack_binding = StackBinding(stack, manager, dict(nodes))
+
+    def _manager(self) -> "Engine":
+        b = self.stack_binding
+        return Engine(host=b.manager) if b.manager else Engine()
+
+    def _running_task(self, service: str) -> tuple[dict, "Engine"]:
+        """The running task of one of the stack's services, and the engine of its node."""
+        b = self.stack_binding
+        manager = self._manager()
+        name = f"{b.stack}_{service}"
+        tasks = [t for t in manager.service_tasks(name)
+                 if t["DesiredState"].lower() == "running" and t["CurrentState"].lower().startswith("running")]
+        if not tasks:
+            raise ServiceNotRunning(["docker", "service", "ps", name], 1, f'service "{service}" is not running')
+        node = tasks[0]["Node"]
+        if node not in b.nodes:
+            raise ProjectError(f"the {service} service runs on node {node}, and boincserver.toml names no engine "
+                               "for it: commands in the project's services go to that node's engine",
+                               advice=f'add it: [swarm_nodes] {node} = "ssh://USER@{node}"')
+        cid = manager._names(["inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", tasks[0]["ID"]])
+        return {"container": cid[0] if cid else "", "node": node}, Engine(host=b.nodes[node])
+
+    def _stack_exec(self, service: str, command: Sequence[str], user: str | None, workdir: str | None,
+                    stdin: Feed, consume: Consume, check: bool, interactive: bool, tty: bool) -> Ran:
+        task, node = self._running_task(service)
+        opts = (["--user", user] if user else []) + (["--workdir", workdir] if workdir else [])
+        if interactive:
+            cmd = node._base_cmd() + ["exec", "-i"] + (["-t"] if tty else []) + opts + [task["container"]] + list(command)
+            return Ran(cmd, subprocess.call(cmd), None, "")
+        cmd = node._base_cmd() + ["exec"] + (["-i"] if stdin is not None else []) + opts + [task["container"]]
+        return self._one_command(cmd + [str(c) for c in command], stdin, consume, check)
+
+    def _stack_run(self, command: Sequence[str], service: str, entrypoint: str | None, user: str | None,
+                   env: Mapping[str, str] | None, stdin: Feed, consume: Consume, check: bool) -> Ran:
+        """A one-shot container of the service's image, with its environment and volumes, on
+        the node that runs apache (it holds the project's volumes and images)."""
+        b = self.stack_binding
+        spec = self._manager()._json_lines(["service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}",
+                                            f"{b.stack}_{service}"])[0]
+        _, node = self._running_task("apache")
+        cmd = node._base_cmd() + ["run", "--rm"] + (["-i"] if stdin is not None else [])
+        cmd += (["--entrypoint", entrypoint] if entrypoint is not None else []) + (["--user", user] if user else [])
+        for item in [*spec.get("Env", []), *(f"{k}={v}" for k, v in (env or {}).items())]:
+            cmd += ["-e", item]
+        for m in spec.get("Mounts", []):
+            if m.get("Type") == "volume":
+                cmd += ["--volume", f"{m['Source']}:{m['Target']}" + (":ro" if m.get("ReadOnly") else "")]
+            elif m.get("Type") == "tmpfs":
+                cmd += ["--tmpfs", m["Target"]]
+            elif m.get("Type") == "bind":
+                cmd += ["--mount", f"type=bind,source={m['Source']},target={m['Target']}"
+                        + (",readonly" if m.get("ReadOnly") else "")]
+        return self._one_command(cmd + [spec["Image"]] + [str(c) for c in command], stdin, consume, check)
 
     # -- Swarm (this engine is a manager's) ------------------------------------------------
     def on_host(self, host: str) -> "Engine":
@@ -424,6 +519,8 @@ class Engine:
         """
         if (service is None) == (image is None):
             raise ValueError("run: give a service or an image")
+        if service is not None and self.stack_binding is not None:
+            return self._stack_run(command, service, entrypoint, user, env, stdin, consume, check)
         opts = (["--entrypoint", entrypoint] if entrypoint is not None else []) + (["--user", user] if user else [])
         for k, v in (env or {}).items():
             opts += ["-e", f"{k}={v}"]
@@ -446,6 +543,8 @@ class Engine:
         `interactive` hands it this process's stdin, stdout and stderr (as a TTY with `tty`)
         and returns its exit code, whatever it is.
         """
+        if self.stack_binding is not None:
+            return self._stack_exec(service, command, user, workdir, stdin, consume, check, interactive, tty)
         opts = (["--user", user] if user else []) + (["--workdir", workdir] if workdir else [])
         if interactive:
             cmd = self._compose_cmd() + ["exec"] + ([] if tty else ["-T"]) + opts + [service] + [str(c) for c in command]

@@ -64,9 +64,9 @@ def recorded(fn):
             values["stdin"] = sink.getvalue()
         call = Call(fn.__name__, values)
         self.calls.append(call)
-        if self.compose_refusal is not None and (fn.__name__.startswith("compose_") or fn.__name__ == "exec"
-                                                 or (fn.__name__ == "run" and values.get("service"))):
-            raise self.compose_refusal  # as Engine._compose_cmd does
+        if self.compose_refusal is not None and fn.__name__ in ("compose_up", "compose_down", "compose_restart",
+                                                                "compose_port", "compose_project"):
+            raise self.compose_refusal  # as Engine._compose_cmd does (the others go to the stack)
         return fn(self, call)
 
     wrapper.__name__ = fn.__name__
@@ -243,6 +243,12 @@ class RecordingEngine:
     task_outcome: dict = field(default_factory=dict)
     hosts: dict = field(default_factory=dict)  # DOCKER_HOST -> RecordingEngine of that node
     node_volumes: set = field(default_factory=set)  # volumes on this (node's) engine
+
+    stack_binding: object = None
+
+    @recorded
+    def bind_stack(self, call):
+        self.stack_binding = dict(call.args)
 
     @recorded
     def on_host(self, call):

@@ -263,8 +263,9 @@ def test_status_lists_each_service_with_its_node(on_swarm):
 def test_a_swarm_project_refuses_compose_commands_clearly(on_swarm, tmp_path):
     swarm.up(on_swarm, context.Silent())
     reopened = context.open_project(on_swarm.dir, lambda d, name: RecordingEngine())
+    assert reopened.engine.stack_binding == {"stack": "boincserver-demo", "manager": None, "nodes": {}}
     with pytest.raises(ProjectError, match="deployed on Docker Swarm") as caught:
-        project.status(reopened)  # any Compose command of the engine
+        project.down(reopened, context.Silent(), volumes=False)  # Compose's own commands
     assert "down --swarm" in caught.value.advice
     reopened.engine.calls.clear()
     for use_case in (lambda: backup.backup(reopened, context.Silent(), tmp_path / "b.backup", "a passphrase"),
@@ -306,3 +307,12 @@ def test_setup_main_reports_an_unreadable_secret(tmp_path):
     code = setup.main(["db-user"], mounts=common.Mounts(secrets=tmp_path), err=err, out=io.BytesIO(),
                       environ={"PROJECT": "demo", "BOINC_USER": "boincadm", "DB_PASSWORD_FILE": str(tmp_path / "x")})
     assert code == setup.FAILED and "Swarm secret cannot be read" in err.getvalue()
+
+
+def test_required_values_messages_survive_the_stack_loader():
+    """Docker's stack loader splits `${VAR:?message}` at a `-` in the message (read as
+    `${VAR-default}`): the image became "-swarm sets it)" once."""
+    import re
+    text = render.render_all(Settings(project="demo"))[paths.STACK_FILE]
+    messages = re.findall(r"\$\{[A-Z_]+:\?([^}]*)\}", text)
+    assert messages and not [m for m in messages if "-" in m]

@@ -197,6 +197,8 @@ def down(project: Project, reporter: Reporter, volumes: bool, timeout: float = 1
     manager = manager_of(project)
     check_manager_reachable(manager, settings)
     stack = settings.compose_name
+    # An image the server nodes have, with `find`, to empty the shared folder with afterwards.
+    cleaner = next((s["Image"] for s in manager.stack_services(stack) if s["Name"] == f"{stack}_apache"), None)
     reporter.step(f"removing stack {stack}")
     manager.stack_rm(stack, reporter.line)
     deadline = time.monotonic() + timeout
@@ -222,12 +224,11 @@ def down(project: Project, reporter: Reporter, volumes: bool, timeout: float = 1
             continue
         engine = manager.on_host(address)
         found = _wait_volumes_free(engine, names, deadline)
-        if not cleared and storage & set(found):
+        if not cleared and cleaner and storage & set(found):
             # Bound volumes keep their files in swarm_storage: emptied once, from one node.
             reporter.step(f"deleting the project's files in {settings.swarm_storage} (from {node['hostname']})")
             for name in sorted(storage & set(found)):
-                engine.run(["sh", "-c", "find /v -mindepth 1 -delete"], image=_cleaner_image(project, engine),
-                           volumes=[(name, "/v", "rw")])
+                engine.run(["sh", "-c", "find /v -mindepth 1 -delete"], image=cleaner, volumes=[(name, "/v", "rw")])
             cleared = True
         reporter.step(f"removing volumes on {node['hostname']}: {', '.join(found) or 'none'}")
         engine.remove_volumes(found)
@@ -250,16 +251,6 @@ def _wait_volumes_free(engine: Engine, names: list[str], deadline: float) -> lis
         if not engine.containers_using(found) or time.monotonic() > deadline:
             return found
         time.sleep(1)
-
-
-def _cleaner_image(project: Project, engine: Engine) -> str:
-    """An image the node has (it ran apache) with `find`: the project's apache image."""
-    from boincserver import __version__
-    from boincserver import project as core
-    from boincserver import registry as reg
-    s = project.settings
-    return reg.reference(s.registry, s.compose_name, "apache",
-                         reg.content_tag(__version__, core.project_inputs_digest(project, "apache")))
 
 
 # -- status --------------------------------------------------------------------------------

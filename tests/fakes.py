@@ -274,7 +274,8 @@ class RecordingEngine:
             replicas = int(env.get({"db-user": "DB_USER_REPLICAS", "makeproject": "MAKEPROJECT_REPLICAS",
                                     "apache": "APACHE_REPLICAS"}.get(svc, "X"), "1"))
             old = self.services.get(name, {}).get("replicas", 0)
-            self.services[name] = {"replicas": replicas}
+            image = env.get({"mysql": "MYSQL_IMAGE", "apache": "APACHE_IMAGE"}.get(svc, "MAKEPROJECT_IMAGE"), "img")
+            self.services[name] = {"replicas": replicas, "image": image}
             if replicas and not old:
                 count += 1
                 outcome = self.task_outcome.get(svc, "Complete" if svc in ("db-user", "makeproject") else "Running")
@@ -298,7 +299,7 @@ class RecordingEngine:
     @recorded
     def stack_services(self, call):
         prefix = call.args["name"] + "_"
-        return [{"Name": n, "Replicas": f"{s['replicas']}/{s['replicas']}", "Image": "img"}
+        return [{"Name": n, "Replicas": f"{s['replicas']}/{s['replicas']}", "Image": s.get("image", "img")}
                 for n, s in self.services.items() if n.startswith(prefix)]
 
     @recorded

@@ -239,8 +239,7 @@ def test_down_with_volumes_empties_the_shared_folder_once_and_removes_every_volu
         engine.on_host(host).node_volumes.update(names)
     engine.nodes.append({"id": "n3", "hostname": "server-b", "labels": {"boincserver.server": "true"},
                          "state": "ready", "availability": "active", "address": "10.0.0.4"})
-    apache_image = engine.named("push_image")[-1].args["reference"]
-    engine.images[apache_image] = {}
+    engine.images[engine.services["boincserver-demo_apache"]["image"]] = {}
     done = swarm.down(project, context.Silent(), volumes=True)
     assert done["secrets"] == ["boincserver-demo_db_password"] and not engine.secrets
     assert done["volumes"] == {"db": names, "server-a": names}

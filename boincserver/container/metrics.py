@@ -37,7 +37,8 @@ def pid_dir(root: Path) -> Path:
     return root / f"pid_{socket.gethostname().split('.')[0]}"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,7 +48,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def daemon_states(root: Path, alive: Callable[[int], bool] = _alive) -> dict[str, int]:
+def daemon_states(root: Path, alive: Callable[[int], bool] = pid_alive) -> dict[str, int]:
     """Each enabled daemon of config.xml: 1 running, 0 not."""
     folder = pid_dir(root)
     states = {}

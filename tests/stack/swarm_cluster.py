@@ -36,15 +36,16 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from boincserver.container.metrics import pid_alive
+
 from .conftest import free_port, image_of_folder
-from .test_registry import REGISTRY_BIN, _ensure_registry_installed
+from .test_registry import _ensure_registry_installed, serve_registry
 
 NODE_DIR = Path(__file__).parent / "swarm_node"
 NODE_IMAGE_NAME = "boincserver-test/swarm-node:20.10"
@@ -201,16 +202,6 @@ def node_image() -> str:
     return image_of_folder(NODE_DIR, NODE_IMAGE_NAME)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(image: str) -> None:
     """Containers, volumes and networks of clusters whose session died (killed mid-test)."""
     for kind, fmt in (("ps", '{{.ID}} {{.Label "%s"}}'), ("volume ls", '{{.Name}} {{.Label "%s"}}'),
@@ -218,7 +209,7 @@ def remove_leftovers(image: str) -> None:
         listing = _host_docker(*kind.split(), *(["-a"] if kind == "ps" else []), "--filter",
                                f"label={OWNER_LABEL}", "--format", fmt % OWNER_LABEL, check=False).stdout
         dead = [ident for ident, _, pid in (line.partition(" ") for line in listing.splitlines())
-                if pid.isdigit() and not _pid_alive(int(pid))]
+                if pid.isdigit() and not pid_alive(int(pid))]
         if dead:
             rm = {"ps": ["rm", "-f", "-v"], "volume ls": ["volume", "rm", "-f"], "network ls": ["network", "rm"]}[kind]
             _host_docker(*rm, *dead, check=False)
@@ -229,7 +220,7 @@ def remove_leftovers(image: str) -> None:
             session, registry = (int(x) for x in (root / "owner").read_text().split())
         except (OSError, ValueError):
             continue
-        if _pid_alive(session):
+        if pid_alive(session):
             continue
         with contextlib.suppress(OSError):
             if str(root) in Path(f"/proc/{registry}/cmdline").read_bytes().decode(errors="replace"):
@@ -259,47 +250,10 @@ def _privileged_works(image: str) -> bool:
 def _registry(folder: Path, listen_ip: str, port: int) -> Iterator[str]:
     """Debian's docker-registry on listen_ip:port (storage in `folder`), and a forwarder on the
     host's 127.0.0.1:port to it; yields "127.0.0.1:port"."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "registry.yml"
-    config.write_text(f"""version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {folder / 'storage'}
-  delete:
-    enabled: true
-http:
-  addr: {listen_ip}:{port}
-""")
-    log_path = folder / "registry.log"
-    with open(log_path, "wb") as log, contextlib.ExitStack() as stack:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        stack.callback(stop)
+    with serve_registry(folder, listen_ip, port) as (_, proc), contextlib.ExitStack() as stack:
         fwd = Forwarder("127.0.0.1", port, [(listen_ip, port)])
         stack.callback(fwd.close)
         address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, f"the registry exited:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"the registry did not answer in 30 s:\n{log_path.read_text()}"
-            time.sleep(0.3)
         (folder.parent / "owner").write_text(f"{os.getpid()} {proc.pid}\n")
         yield address
 

@@ -7,6 +7,7 @@ storage in the test's temporary folder, and stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -36,12 +38,13 @@ def _ensure_registry_installed() -> None:
         pytest.skip(f"apt-get install docker-registry failed: {done.stderr.strip()[-300:]}")
 
 
-@pytest.fixture
-def registry(tmp_path):
-    """host:port of a registry of our own on the loopback."""
+@contextlib.contextmanager
+def serve_registry(folder: Path, listen_ip: str, port: int) -> Iterator[str]:
+    """Debian's docker-registry on listen_ip:port, its storage in `folder`, until the block
+    ends; yields "listen_ip:port" once it answers."""
     _ensure_registry_installed()
-    port = free_port()
-    config = tmp_path / "registry.yml"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "registry.yml"
     config.write_text(f"""version: 0.1
 log:
   level: warn
@@ -49,33 +52,43 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: {tmp_path / 'storage'}
+    rootdirectory: {folder / 'storage'}
+  delete:
+    enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: {listen_ip}:{port}
 """)
-    log = open(tmp_path / "registry.log", "wb")
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "registry.log").read_text()
-            assert time.monotonic() < deadline, "the registry did not answer in 30 s"
-            time.sleep(0.3)
-        yield address
-    finally:
-        proc.terminate()
+    log_path = folder / "registry.log"
+    address = f"{listen_ip}:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert proc.poll() is None, f"the registry exited:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"the registry did not answer in 30 s:\n{log_path.read_text()}"
+                time.sleep(0.3)
+            yield address, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """host:port of a registry of our own on the loopback."""
+    with serve_registry(tmp_path / "registry", "127.0.0.1", free_port()) as (address, _):
+        yield address
 
 
 def _get_json(url: str) -> dict:

@@ -89,14 +89,19 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
         raise InvalidInput("Swarm nodes pull the project's images: `up --swarm` needs a registry; nothing was changed",
                            advice="set it: `registry = \"HOST[:PORT]/PATH\"` in boincserver.toml (every node must "
                                   "be able to pull from it)")
+    if new.offline_signing_keys:
+        # The key is sent to the secrets volume through a one-shot container before the
+        # project is made; on Swarm that volume is on a node: the job would make a key there.
+        raise InvalidInput("offline code signing is not available on Swarm yet; nothing was changed",
+                           advice="run this project with Compose (`boincserver up`), or without "
+                                  "offline_signing_keys")
     if new.serves_https:
         raise InvalidInput("on Swarm, HTTPS ends at the load balancer in front of the server nodes; nothing was changed",
                            advice="serve TLS there and say so: `boincserver up --swarm --tls proxy`")
     check_docker(project.engine)
     manager = manager_of(project, new)
     check_manager(manager, new)
-    if old.deploy != "swarm" and not new.swarm_manager and any(
-            r["state"] == "running" for r in project.engine.compose_ps()):
+    if old.deploy != "swarm" and any(r["state"] == "running" for r in project.engine.compose_ps()):
         raise ProjectError("the project runs here with Compose; nothing was changed",
                            advice="stop it first with `boincserver down` (its volumes are not carried over to Swarm)")
 

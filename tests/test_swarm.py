@@ -161,6 +161,22 @@ def test_up_without_a_registry_is_refused_before_anything(tmp_path):
     assert load(project.dir).deploy == "compose"
 
 
+def test_up_refuses_offline_signing_rather_than_make_a_key_on_a_node(tmp_path):
+    keys = tmp_path / "keys"
+    project = make_project(tmp_path, registry=REGISTRY, offline_signing_keys=str(keys))
+    with pytest.raises(InvalidInput, match="offline code signing is not available on Swarm"):
+        swarm.up(project, context.Silent())
+    assert not project.engine.named("stack_deploy", "build_image", "secret_create")
+
+
+def test_up_refuses_while_the_compose_project_runs_here(on_swarm):
+    on_swarm.engine.running.add("apache")
+    with pytest.raises(ProjectError, match="runs here with Compose") as caught:
+        swarm.up(on_swarm, context.Silent())
+    assert "boincserver down" in caught.value.advice
+    assert not on_swarm.engine.named("stack_deploy", "secret_create")
+
+
 def test_up_refuses_https_the_load_balancer_should_end(on_swarm):
     with pytest.raises(InvalidInput, match="load balancer") as caught:
         swarm.up(on_swarm, context.Silent(), url_base="https://boinc.example.org",

@@ -54,17 +54,21 @@ def db_secret_name(settings: Settings) -> str:
     return f"{settings.compose_name}_db_password"
 
 
-def check_manager(manager: Engine, settings: Settings) -> list[dict]:
-    """The Swarm's nodes, once the engine is known to be a manager with the nodes `up` needs."""
+def check_manager(manager: Engine, settings: Settings) -> None:
+    """Refuse an engine that is not a Swarm manager, saying which one and how to fix it."""
     where = settings.swarm_manager or "this machine's Docker engine"
     info = manager.swarm_info()
     if info.get("LocalNodeState") != "active":
-        raise ProjectError(f"{where} is not part of a Docker Swarm",
+        raise ProjectError(f"{where} is not part of a Docker Swarm; nothing was changed",
                            advice="make it a manager with `docker swarm init`, or set swarm_manager in "
                                   "boincserver.toml to a manager's engine (ssh://USER@HOST)")
     if not info.get("ControlAvailable"):
         raise ProjectError(f"{where} is a Swarm worker, not a manager; nothing was changed",
                            advice="set swarm_manager in boincserver.toml to a manager's engine (ssh://USER@HOST)")
+
+
+def check_labelled_nodes(manager: Engine) -> None:
+    """Refuse a Swarm without a ready, active node for the database and one for the server."""
     nodes = manager.swarm_nodes()
     for label, what in ((DB_LABEL, "the database"), (SERVER_LABEL, "apache and the daemons")):
         usable = [n for n in nodes if n["labels"].get(label) == "true"
@@ -73,7 +77,6 @@ def check_manager(manager: Engine, settings: Settings) -> list[dict]:
             raise ProjectError(f"no ready, active Swarm node is labelled {label}=true for {what}; nothing was changed",
                                advice=f"label one: `docker node update --label-add {label}=true NODE` "
                                       "(`docker node ls` lists them)")
-    return nodes
 
 
 def up(project: Project, reporter: Reporter, url_base: str | None = None, http_port: int | None = None,
@@ -101,6 +104,7 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
     check_docker(project.engine)
     manager = manager_of(project, new)
     check_manager(manager, new)
+    check_labelled_nodes(manager)
     if old.deploy != "swarm" and any(r["state"] == "running" for r in project.engine.compose_ps()):
         raise ProjectError("the project runs here with Compose; nothing was changed",
                            advice="stop it first with `boincserver down` (its volumes are not carried over to Swarm)")
@@ -200,7 +204,7 @@ def down(project: Project, reporter: Reporter, volumes: bool, timeout: float = 1
     (the shared folder's files too). Returns what was removed and what is left where."""
     settings = project.settings
     manager = manager_of(project)
-    check_manager_reachable(manager, settings)
+    check_manager(manager, settings)
     stack = settings.compose_name
     # An image the server nodes have, with `find`, to empty the shared folder with afterwards.
     cleaner = next((s["Image"] for s in manager.stack_services(stack) if s["Name"] == f"{stack}_apache"), None)
@@ -241,13 +245,6 @@ def down(project: Project, reporter: Reporter, volumes: bool, timeout: float = 1
     return result
 
 
-def check_manager_reachable(manager: Engine, settings: Settings) -> None:
-    info = manager.swarm_info()
-    if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
-        raise ProjectError(f"{settings.swarm_manager or 'this machine'}'s Docker engine is not a Swarm manager",
-                           advice="set swarm_manager in boincserver.toml to a manager's engine (ssh://USER@HOST)")
-
-
 def _wait_volumes_free(engine: Engine, names: list[str], deadline: float) -> list[str]:
     """The volumes of `names` on this node, once no container holds them (stack rm ends the
     tasks' containers a moment after the services are gone)."""
@@ -263,7 +260,7 @@ def status(project: Project) -> dict:
     """The stack's services, each with its current tasks (node, state, error), and the nodes."""
     settings = project.settings
     manager = manager_of(project)
-    check_manager_reachable(manager, settings)
+    check_manager(manager, settings)
     services = []
     for svc in sorted(manager.stack_services(settings.compose_name), key=lambda s: s["Name"]):
         tasks = [t for t in manager.service_tasks(svc["Name"])

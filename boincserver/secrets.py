@@ -14,7 +14,7 @@ from boincserver import apps, paths, pins
 from boincserver import scan as scanner
 from boincserver.boinc import keys
 from boincserver.catalogue import load as load_catalogue
-from boincserver.context import Project, Reporter, read_volume_file, restart_apache
+from boincserver.context import Project, Reporter, read_volume_file, require_compose, restart_apache
 from boincserver.errors import InvalidInput, ProjectError
 from boincserver.inproject import vault, vault_json
 from boincserver.sealed import open_blob, seal_blob
@@ -57,6 +57,9 @@ def rotate(project: Project, reporter: Reporter, names: list[str], value: str | 
     known = set(catalogue())
     if not names or any(n not in known and n != "all" for n in names) or ("all" in names and len(names) > 1):
         raise InvalidInput(f"unknown secret(s) {' '.join(names)}: choose from {', '.join(sorted(known))}, or all")
+    # On Swarm the database password is a Swarm secret and apache restarts through the stack:
+    # a rotation would stop halfway, so none starts.
+    require_compose(project)
     if "code_sign" in names:
         raise InvalidInput("the code-signing key changes with `boincserver secrets keys rotate`, "
                            "which also publishes the key change to attached clients")
@@ -74,6 +77,7 @@ def rotate(project: Project, reporter: Reporter, names: list[str], value: str | 
 def rotate_code_sign(project: Project, reporter: Reporter) -> tuple[str, list[dict]]:
     """New code-signing key pair; attached clients receive it signed with the old key, and
     every app's newest version is released again signed with the new key."""
+    require_compose(project)
     recover(project, reporter)
     vault_json(project, ["rotate", "code_sign"])
     _restart_apache(project, reporter)
@@ -85,6 +89,7 @@ def rotate_code_sign(project: Project, reporter: Reporter) -> tuple[str, list[di
 # -- offline code signing ------------------------------------------------------------------
 def export_private_key(project: Project, reporter: Reporter, keys_dir: Path) -> str:
     """Move the code-signing private key from the server into keys_dir; return its fingerprint."""
+    require_compose(project)
     keys_dir = keys_dir.expanduser().absolute()
     target = keys_dir / "code_sign_private"
     if target.exists():
@@ -156,6 +161,7 @@ def backup(project: Project, file: Path, passphrase: str) -> int:
 def restore(project: Project, reporter: Reporter, file: Path, passphrase: str) -> list[str]:
     if not file.is_file():
         raise InvalidInput(f"{file} does not exist")
+    require_compose(project)
     plain = open_blob(file.read_bytes(), passphrase)
     recover(project, reporter)
     done = vault_json(project, ["restore"], plain)["restored"]

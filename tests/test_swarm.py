@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from boincserver import backup, context, paths, project, render, swarm, upgrade
+from boincserver import backup, context, paths, project, render, secrets, swarm, upgrade
 from boincserver.container import common, setup
 from boincserver.container import secrets as container_secrets
 from boincserver.errors import InvalidInput, ProjectError
@@ -285,7 +285,11 @@ def test_a_swarm_project_refuses_compose_commands_clearly(on_swarm, tmp_path):
     reopened.engine.calls.clear()
     for use_case in (lambda: backup.backup(reopened, context.Silent(), tmp_path / "b.backup", "a passphrase"),
                      lambda: backup.restore(reopened, context.Silent(), on_swarm.dir / "boincserver.toml", "x" * 8),
-                     lambda: upgrade.upgrade(reopened, context.Silent(), lambda: "a passphrase")):
+                     lambda: upgrade.upgrade(reopened, context.Silent(), lambda: "a passphrase"),
+                     lambda: secrets.rotate(reopened, context.Silent(), ["ops"]),
+                     lambda: secrets.rotate_code_sign(reopened, context.Silent()),
+                     lambda: secrets.export_private_key(reopened, context.Silent(), tmp_path / "keys"),
+                     lambda: secrets.restore(reopened, context.Silent(), on_swarm.dir / "boincserver.toml", "x" * 8)):
         with pytest.raises(ProjectError, match="deployed on Docker Swarm"):
             use_case()
     assert not (tmp_path / "b.backup").exists()

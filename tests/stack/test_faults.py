@@ -52,7 +52,10 @@ def run_with_fault(stack: Stack, fault: str) -> dict:
     assert seen["started_at_after"] != seen["started_at_before"], "the container did not start again"
     # Recovered by itself within seconds: work handed out again and jobs assimilated (the
     # 5-minute bin/start --cron alone would take minutes to restart a daemon that died).
-    assert seen["longest_work_gap_s"] is not None and seen["longest_work_gap_s"] < 60, seen
+    # No work after the fault means none was left to hand out (the hosts held the rest, seen
+    # once in CI with the fault at 124 of 200): had the scheduler stopped giving work, the run
+    # would not have drained, which the exit code above checks.
+    assert seen["longest_work_gap_s"] is None or seen["longest_work_gap_s"] < 60, seen
     assert seen["first_assimilated_s"] is not None and seen["first_assimilated_s"] < 60, seen
     return run
 

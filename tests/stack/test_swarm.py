@@ -75,6 +75,13 @@ def test_up_places_the_database_and_the_server_on_their_nodes(deployed: Deployme
     spec = json.loads(deployed.cluster.docker(MANAGER, "service", "inspect", f"{deployed.stack}_apache",
                                               "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}").stdout)
     assert not spec.get("Secrets") and not any("PASSWORD" in e for e in spec.get("Env", []))
+    # The vault runs in a one-shot makeproject container on apache's node, with the stack's volumes.
+    shown = {r["name"]: r for r in json.loads(run_cli("secrets", "show", "--json", cwd=deployed.dir).stdout)}
+    assert shown["db"]["set"] and shown["code_sign"]["private_key"] == "on server"
+    # exec and logs reach apache's task on its node (exec as the BOINC user, in PROJECT_ROOT).
+    where = run_cli("exec", "apache", "sh", "-c", "hostname; id -un; pwd", cwd=deployed.dir).stdout.split()
+    assert where == ["boincserver", "boincadm", "/home/boincadm/project"]
+    assert run_cli("logs", "apache", "--tail", "20", cwd=deployed.dir).stdout.strip()
     # The home page answers through the front.
     import urllib.request
     with urllib.request.urlopen(f"{deployed.local}/{deployed.project}/", timeout=20) as resp:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Stack, running_project
+from .conftest import Stack, apache_sh, running_project
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "throughput.py"
 JOBS = 200
@@ -27,6 +27,14 @@ def faults_stack(tmp_path_factory):
     pytest.importorskip("httpx", reason="the load generator needs httpx (the test extra)")
     with running_project(tmp_path_factory.mktemp("faults"), "flt") as s:
         yield s
+
+
+def scheduler_log_tail(stack: Stack) -> str:
+    """The scheduler's last lines (why a report went unacknowledged, say), for a failure's message."""
+    try:
+        return "scheduler.log:\n" + apache_sh(stack.dir, 'tail -n 80 "log_$(hostname -s)/scheduler.log"')[-6000:]
+    except AssertionError as exc:
+        return f"(no scheduler log: {str(exc)[:200]})"
 
 
 def run_with_fault(stack: Stack, fault: str) -> dict:
@@ -43,7 +51,7 @@ def run_with_fault(stack: Stack, fault: str) -> dict:
     summary = {k: v for k, v in (out.get("runs") or [{}])[0].items()
                if k in ("assimilated", "errors", "host_view", "faults")}
     assert done.returncode == 0, (f"{fault}: exit {done.returncode}\n{summary}\nproblems: {out.get('problems', [])[:6]}"
-                                  f"\n{done.stderr[:1500]}")
+                                  f"\n{done.stderr[:1500]}\n{scheduler_log_tail(stack)}")
     assert out["problems"] == []
     (run,) = out["runs"]
     assert (run["lost"], run["duplicates"], run["assimilated"]) == (0, 0, JOBS)

@@ -106,10 +106,13 @@ def output_of(d: Deployment, wu: str, tmp_path: Path) -> str:
     return (out / wu / "out").read_text()
 
 
-def test_a_real_client_finishes_a_job_on_the_swarm(deployed: Deployment, volunteer, tmp_path):
+def test_a_real_client_finishes_a_job_on_the_swarm(deployed: Deployment, request, tmp_path):
     # app add and create-work run in the apache and makeproject services, on apache's node.
     run_cli("app", "add", "uppercase", "--example", "uppercase", cwd=deployed.dir)
     submit(deployed, "swarm_one", "Hello from the swarm\n", tmp_path)
+    # Attached once there is work: a client that found none backs off its work requests for
+    # minutes, which `update` does not cut short (387 s once, against 69 s).
+    volunteer = request.getfixturevalue("volunteer")
     job = wait_done(deployed, volunteer, "swarm_one")
     assert job["state"] == "done", f"{job}\n{volunteer.log()[-3000:]}"
     assert output_of(deployed, "swarm_one", tmp_path) == "HELLO FROM THE SWARM\n"

@@ -64,6 +64,11 @@ def classify(command: Sequence[str], code: int | None, stderr: str, stdout: str 
     return DockerError(list(command), code, stderr, stdout)
 
 
+def task_state(task: dict) -> str:
+    """A Swarm task's state from `service ps`'s CurrentState ("Running 5 seconds ago"): running."""
+    return task["CurrentState"].split(" ")[0].lower()
+
+
 @dataclass(frozen=True)
 class StackBinding:
     """A project deployed on Swarm: its stack on a manager (a DOCKER_HOST value, None for this
@@ -304,7 +309,7 @@ class Engine:
         manager, rows = self._manager(), []
         for svc in manager.stack_services(b.stack):
             tasks = manager.service_tasks(svc["Name"])
-            state = tasks[0]["CurrentState"].split(" ")[0].lower() if tasks else "absent"
+            state = task_state(tasks[0]) if tasks else "absent"
             rows.append({"service": svc["Name"].removeprefix(f"{b.stack}_"), "container": tasks[0]["Name"] if tasks else "",
                          "state": state, "health": None, "exit_code": None})
         return rows
@@ -345,7 +350,7 @@ class Engine:
         manager = self._manager()
         name = f"{b.stack}_{service}"
         tasks = [t for t in manager.service_tasks(name)
-                 if t["DesiredState"].lower() == "running" and t["CurrentState"].lower().startswith("running")]
+                 if t["DesiredState"].lower() == "running" and task_state(t) == "running"]
         if not tasks:
             raise ServiceNotRunning(["docker", "service", "ps", name], 1, f'service "{service}" is not running')
         node = tasks[0]["Node"]

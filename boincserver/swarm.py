@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from boincserver import paths
 from boincserver.context import Project, Reporter, check_docker
-from boincserver.engine import Engine
+from boincserver.engine import Engine, task_state
 from boincserver.errors import BoincServerError, InvalidInput, ProjectError
 from boincserver.settings import Settings
 
@@ -156,17 +156,16 @@ def wait_for_task(manager: Engine, reporter: Reporter, service: str, want: str, 
     pending_since: float | None = None
     while True:
         tasks = [t for t in manager.service_tasks(service) if t["ID"] not in before]
-        state = lambda t: t["CurrentState"].split(" ")[0].lower()  # noqa: E731 "Running 5 seconds ago"
         for t in tasks:
-            if state(t) == want and (want == "complete" or t["DesiredState"].lower() == "running"):
+            if task_state(t) == want and (want == "complete" or t["DesiredState"].lower() == "running"):
                 return t["Node"]
         if want == "complete":
-            failed = [t for t in tasks if state(t) in ("failed", "rejected")]
+            failed = [t for t in tasks if task_state(t) in ("failed", "rejected")]
             if failed:
                 _show_logs(manager, reporter, service)
-                raise ProjectError(f"the {service} job failed: {failed[0]['Error'] or state(failed[0])}",
+                raise ProjectError(f"the {service} job failed: {failed[0]['Error'] or task_state(failed[0])}",
                                    advice=f"its last lines are above; `docker service logs {service}` on the manager")
-        pending = [t for t in tasks if state(t) == "pending" and t.get("Error")]
+        pending = [t for t in tasks if task_state(t) == "pending" and t.get("Error")]
         if pending:
             pending_since = pending_since or time.monotonic()
             if time.monotonic() - pending_since > PENDING_GRACE:

@@ -8,6 +8,9 @@ what it printed. Callers catch types; none reads Docker's text.
 Containers that run one command go through `run` (a one-shot container of a service or of an
 image), commands in running services through `exec`. Both take what is fed to the command's
 stdin and how its stdout is consumed, so that no stream is held whole unless asked.
+
+Docker Swarm: the Swarm calls act on a manager's engine (`on_host`); for a project deployed as
+a stack, `bind_stack` sends `exec` and `run(service=...)` to the node that runs the service.
 """
 
 from __future__ import annotations

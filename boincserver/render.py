@@ -27,6 +27,9 @@ PROJECT_FILES = {
     "project/images/apache/Dockerfile.j2": "images/apache/Dockerfile",
     "project/images/makeproject/Dockerfile.j2": "images/makeproject/Dockerfile",
 }
+# On Swarm, the volumes bound into swarm_storage (the folder every server node shares); the
+# database's stays on its node.
+SWARM_STORAGE_VOLUMES = ("project", "secrets", "results", "tls")
 # Files the user is expected to edit: written at init, never overwritten afterwards.
 USER_OWNED = {"README.md", ".gitignore", "apps/README.md", "images/mysql/Dockerfile",
               "images/apache/Dockerfile", "images/makeproject/Dockerfile"}
@@ -60,6 +63,7 @@ def context(settings: Settings, env: dict[str, str] | None = None, swarm: bool =
         "base_image": pins.base_image,
         "env": settings.env() if env is None else env,
         "swarm": swarm,
+        "swarm_storage_volumes": SWARM_STORAGE_VOLUMES,
     }
 
 

@@ -16,7 +16,7 @@ import string
 import time
 from dataclasses import dataclass
 
-from boincserver import paths
+from boincserver import paths, render
 from boincserver.context import Project, Reporter, check_docker
 from boincserver.engine import Engine, task_state
 from boincserver.errors import BoincServerError, InvalidInput, ProjectError
@@ -24,7 +24,7 @@ from boincserver.settings import Settings
 
 DB_LABEL = "boincserver.db"
 SERVER_LABEL = "boincserver.server"
-STORAGE_VOLUMES = ("project", "secrets", "results", "tls")
+STORAGE_VOLUMES = render.SWARM_STORAGE_VOLUMES
 
 # -- up ------------------------------------------------------------------------------------
 JOBS = ("db-user", "makeproject")

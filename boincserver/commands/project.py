@@ -20,6 +20,11 @@ def read_ca_bundle(path: Optional[Path]) -> Optional[str]:
     return tls.read_pem_file(path, "ACME CA bundle", "--acme-ca-bundle").decode(errors="replace")
 
 
+def on_swarm_now(p, swarm_flag: Optional[bool]) -> bool:
+    """--swarm or --compose as given, else as the project was last brought up."""
+    return swarm_flag if swarm_flag is not None else p.settings.deploy == "swarm"
+
+
 @commands.command()
 def init(
     directory: Path = typer.Argument(..., help="The new project folder, made with any missing parents; must be new or empty."),
@@ -108,7 +113,7 @@ def up(
     p = open_project()
     changes = {"https_port": https_port, "tls": tls, "acme_directory": acme_directory, "acme_email": acme_email,
                "acme_ca_bundle": read_ca_bundle(acme_ca_bundle)}
-    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+    if on_swarm_now(p, swarm):
         from boincserver import swarm as on_swarm
         done = on_swarm.up(p, console, url_base=url_base, http_port=http_port, changes=changes)
         if json_out:
@@ -145,7 +150,7 @@ def down(
     p = open_project()
     if volumes:
         confirm_deletion(f"project {p.settings.project!r}'s database, files and secrets", yes)
-    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+    if on_swarm_now(p, swarm):
         from boincserver import swarm as on_swarm
         done = on_swarm.down(p, console, volumes)
         if json_out:
@@ -168,7 +173,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     """Service states and BOINC's own bin/status; on Swarm, each service's tasks and nodes."""
     from boincserver import project as core
     p = open_project()
-    if swarm or (swarm is None and p.settings.deploy == "swarm"):
+    if on_swarm_now(p, swarm):
         from boincserver import swarm as on_swarm
         data = on_swarm.status(p)
         if json_out:

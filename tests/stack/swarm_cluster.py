@@ -43,6 +43,7 @@ from typing import Iterator
 import pytest
 
 from boincserver.container.metrics import pid_alive
+from boincserver.render import SWARM_STORAGE_VOLUMES
 
 from .conftest import free_port, image_of_folder
 from .test_registry import _ensure_registry_installed, serve_registry
@@ -54,7 +55,7 @@ SERVERS = ("server-a", "server-b")
 NODES = (MANAGER, *SERVERS)
 LABELS = {"db": "boincserver.db", "server-a": "boincserver.server", "server-b": "boincserver.server"}
 SHARED_PATH = "/srv/boincserver"
-SHARED_SUBFOLDERS = ("project", "results", "secrets", "tls")
+SHARED_SUBFOLDERS = SWARM_STORAGE_VOLUMES  # what a project on Swarm binds into the shared folder
 # Docker objects of a cluster carry this label with the pid of the session that made them;
 # leftovers of a dead session are removed at the next start.
 OWNER_LABEL = "boincserver-test.swarm-pid"

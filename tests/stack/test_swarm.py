@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from boincserver.render import SWARM_STORAGE_VOLUMES
 from boincserver.settings import load, save
 
 from .conftest import Stack, debian_client, free_port, run_cli
@@ -153,4 +154,4 @@ def test_down_removes_everything_it_made(deployed: Deployment):
     for node in NODES:
         volumes = cluster.docker(node, "volume", "ls", "--format", "{{.Name}}").stdout.split()
         assert not [v for v in volumes if v.startswith(deployed.stack)], (node, volumes)
-    assert not [p for sub in ("project", "secrets", "results", "tls") for p in (cluster.shared / sub).iterdir()]
+    assert not [p for sub in SWARM_STORAGE_VOLUMES for p in (cluster.shared / sub).iterdir()]

@@ -172,9 +172,10 @@ def _source_bytes(project: Project, source: str, spec: boinc_apps.AppSpec) -> by
                                f"not {spec.platform!r}", advice="use --platform x86_64-pc-linux-gnu")
         source = IMAGE_PREFIX + path
     if source.startswith(IMAGE_PREFIX):
-        data = read_file(project, pins.base_image("makeproject"), source[len(IMAGE_PREFIX):])
+        base = pins.base_image("makeproject", project.settings.release.version)
+        data = read_file(project, base, source[len(IMAGE_PREFIX):])
         if data is None:
-            raise ProjectError(f"{source[len(IMAGE_PREFIX):]} is not in {pins.base_image('makeproject')}",
+            raise ProjectError(f"{source[len(IMAGE_PREFIX):]} is not in {base}",
                                advice="`boincserver build` makes the base images")
         return data
     path = Path(source)

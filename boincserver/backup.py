@@ -87,7 +87,7 @@ def _ensure_mysql(project: Project, reporter: Reporter) -> None:
 def manifest(project: Project) -> dict:
     record = created_record(project) or {}
     return {"format": FORMAT, "boincserver": __version__, "boinc_commit": record.get("boinc_commit", ""),
-            "pins": {"boinc_commit": pins.BOINC_COMMIT, "base_os_image": pins.BASE_OS_IMAGE},
+            "pins": {"boinc_commit": project.settings.release.commit, "base_os_image": pins.BASE_OS_IMAGE},
             "locked": project.settings.locked_values(), "compose_name": project.settings.compose_name,
             "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -43,8 +43,10 @@ class PinnedSource:
 
 
 # Functions, not constants: the pins are read when used (tests change them).
-def server_source() -> PinnedSource:
-    return PinnedSource(pins.BOINC_RELEASE, pins.BOINC_COMMIT, ENV_SOURCE, "--boinc-src", "`boincserver build`")
+def server_source(release: pins.ServerRelease | None = None) -> PinnedSource:
+    """The server's source at `release` (the pinned one unless told)."""
+    release = release or pins.server_release()
+    return PinnedSource(release.tag, release.commit, ENV_SOURCE, "--boinc-src", "`boincserver build`")
 
 
 def client_source() -> PinnedSource:
@@ -157,9 +159,10 @@ def resolve_pinned(pin: PinnedSource, given: str | os.PathLike | None = None, *,
 
 
 def resolve(boinc_src: str | os.PathLike | None = None, *, download: bool = True,
-            on_progress: Callable[[int, int | None], None] = lambda d, t: None) -> Path:
-    """The verified tarball of the pinned BOINC server commit."""
-    return resolve_pinned(server_source(), boinc_src, download=download, on_progress=on_progress)
+            on_progress: Callable[[int, int | None], None] = lambda d, t: None,
+            release: pins.ServerRelease | None = None) -> Path:
+    """The verified tarball of the BOINC server commit of `release` (the pinned one unless told)."""
+    return resolve_pinned(server_source(release), boinc_src, download=download, on_progress=on_progress)
 
 
 def resolve_client(client_src: str | os.PathLike | None = None, *, download: bool = True,

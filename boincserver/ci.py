@@ -26,14 +26,16 @@ def render_github(settings: Settings, workdir: str = ".", branch: str = "main",
     from boincserver import __version__
     if not registry.TAG_RE.match(branch):
         raise InvalidInput(f"branch {branch!r}: use a plain branch name (letters, digits, '_', '.', '-')")
-    base_inputs = hashlib.sha256("".join(images.inputs_digest(n) for n in pins.BASE_IMAGE_NAMES).encode())
+    release = settings.release
+    base_inputs = hashlib.sha256("".join(images.inputs_digest(n, release=release)
+                                         for n in pins.BASE_IMAGE_NAMES).encode())
     host = settings.registry.split("/", 1)[0] if settings.registry else ""
     try:
         return render.environment().get_template(TEMPLATE).render(
             version=__version__, branch=branch, workdir=workdir, install=install or f"boincserver=={__version__}",
             registry=settings.registry, registry_host=host, ghcr=host == "ghcr.io",
-            boinc_commit=pins.BOINC_COMMIT, base_inputs=base_inputs.hexdigest()[:24],
-            base_images=[pins.base_image(n) for n in pins.BASE_IMAGE_NAMES])
+            boinc_commit=release.commit, base_inputs=base_inputs.hexdigest()[:24],
+            base_images=[pins.base_image(n, release.version) for n in pins.BASE_IMAGE_NAMES])
     except jinja2.UndefinedError as exc:
         raise RuntimeError(f"template value missing: {exc}") from exc
 

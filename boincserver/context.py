@@ -124,7 +124,8 @@ def read_file(project: Project, image: str, path: str, volume: str | None = None
 
 def volume_reader(project: Project) -> str | None:
     """An image present here that has `sh` and `cat`, to read a file of a volume."""
-    for image in (pins.BASE_OS_IMAGE, project.image("makeproject"), pins.base_image("mysql")):
+    for image in (pins.BASE_OS_IMAGE, project.image("makeproject"),
+                  pins.base_image("mysql", project.settings.release.version)):
         if project.engine.image_labels(image) is not None:
             return image
     return None

@@ -16,6 +16,7 @@ from boincserver import engine as engine_mod
 from boincserver.context import open_project
 from boincserver.project import ADVICE_PORT, port_is_free, port_is_ours
 from boincserver.errors import BoincServerError
+from boincserver.settings import load
 
 MIN_FREE_DISK = 10 << 30  # the build needs ~2 GB; a project's data grows from there
 
@@ -36,6 +37,14 @@ def _github_reachable() -> bool:
         return False
 
 
+def _project_release(project_dir: Path) -> pins.ServerRelease:
+    """The release of the project in `project_dir`, or the pinned one where there is none to read."""
+    try:
+        return load(project_dir).release
+    except BoincServerError:
+        return pins.server_release()
+
+
 def run_all(project_dir: Path) -> list[Check]:
     checks: list[Check] = []
     if shutil.which("docker") is None:
@@ -51,7 +60,8 @@ def run_all(project_dir: Path) -> list[Check]:
         checks.append(Check("compose plugin", True, eng.check_compose()))
     except BoincServerError as exc:
         checks.append(Check("compose plugin", False, str(exc), exc.advice))
-    base_state = images.base_images_state(eng)
+    release = _project_release(project_dir)
+    base_state = images.base_images_state(eng, release=release)
     if all(s == "current" for s in base_state.values()):
         checks.append(Check("base images", True, "boincserver's base images are built and current"))
     else:
@@ -63,16 +73,17 @@ def run_all(project_dir: Path) -> list[Check]:
             checks.append(Check("base OS image", False, f"{pins.BASE_OS_IMAGE} is missing (pulled or made at build)",
                                 images.ADVICE_OS_IMAGE))
         if base_state["makeproject"] != "current":
-            cached = boinc_source.cached()
+            source = boinc_source.server_source(release)
+            cached = boinc_source.cached(source)
             if cached:
                 checks.append(Check("BOINC source", True, f"cached at {cached}"))
             elif _github_reachable():
-                checks.append(Check("BOINC source", True, f"{boinc_source.expected()} will be downloaded"))
+                checks.append(Check("BOINC source", True, f"{source.expected()} will be downloaded"))
             else:
                 checks.append(Check("BOINC source", False,
-                                    f"{boinc_source.expected()} is not cached and GitHub cannot be reached",
+                                    f"{source.expected()} is not cached and GitHub cannot be reached",
                                     f"`boincserver build --boinc-src DIR|TARBALL`, or put the tarball at "
-                                    f"{paths.boinc_tarball_cache()}"))
+                                    f"{source.cache()}"))
     free = eng.free_disk_bytes()
     if free is not None:
         checks.append(Check("free disk", free >= MIN_FREE_DISK, f"{free / (1 << 30):.1f} GiB free for Docker",

@@ -266,6 +266,9 @@ class Engine:
         self._stream(["up", "--detach", "--no-build", "--wait", *(services or [])], on_line,
                      compose=True, env={**self.build_env(), **(env or {})})
 
+    def compose_stop(self, services: list[str], on_line: LineSink | None) -> None:
+        self._stream(["stop", *services], on_line, compose=True)
+
     def compose_restart(self, services: list[str], on_line: LineSink | None) -> None:
         self._stream(["restart", *services], on_line, compose=True)
 

@@ -34,29 +34,32 @@ SOURCE_TARBALL = {"makeproject": "boinc-src.tar.gz", "volunteer": "boinc-client-
 VOLUNTEER_IMAGE_NAMES = ("volunteer", "hello-world")
 
 
-def image_tag(name: str) -> str:
+def image_tag(name: str, release: pins.ServerRelease | None = None) -> str:
+    """The tag of one of our images; a base image's at `release` (the pinned one unless told)."""
     if name == "volunteer":
         return pins.volunteer_image()
     if name == "hello-world":
         return pins.HELLO_WORLD_IMAGE
-    return pins.base_image(name)
+    return pins.base_image(name, release.version if release else "")
 
 
-def boinc_pin(name: str) -> tuple[str, str]:
+def boinc_pin(name: str, release: pins.ServerRelease | None = None) -> tuple[str, str]:
     """(release, commit) of the BOINC an image is made for: the client's for the volunteer's images."""
     if name in VOLUNTEER_IMAGE_NAMES:
         return pins.CLIENT_RELEASE, pins.CLIENT_COMMIT
-    return pins.BOINC_RELEASE, pins.BOINC_COMMIT
+    release = release or pins.server_release()
+    return release.tag, release.commit
 
 
-def pinned_build_args(name: str) -> dict[str, str]:
+def pinned_build_args(name: str, release: pins.ServerRelease | None = None) -> dict[str, str]:
     """The build arguments of an image besides BASE_IMAGE: the pins it is built from."""
     if name == "volunteer":
         return {"CLIENT_COMMIT": pins.CLIENT_COMMIT, "DOCKER_CLI_SUITE": pins.DOCKER_CLI_SUITE,
                 "DOCKER_CLI_MIN_VERSION": pins.DOCKER_CLI_MIN_VERSION}
     if name == "hello-world":
         return {}
-    return {"BOINC_COMMIT": pins.BOINC_COMMIT}
+    release = release or pins.server_release()
+    return {"BOINC_COMMIT": release.commit, **({} if release.fastcgi else {"BOINC_FCGI": "no"})}
 
 
 def catalogue_file() -> Path:
@@ -95,24 +98,24 @@ def context_files(name: str) -> list[tuple[str, Path]]:
     return files
 
 
-def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
+def inputs_digest(name: str, base_os_image: str = pins.BASE_OS_IMAGE, release: pins.ServerRelease | None = None) -> str:
     """The digest of exactly what an image is built from."""
     h = hashlib.sha256()
-    h.update("".join(f"{v}\0" for v in (name, base_os_image, *pinned_build_args(name).values())).encode())
+    h.update("".join(f"{v}\0" for v in (name, base_os_image, *pinned_build_args(name, release).values())).encode())
     for path, f in sorted(context_files(name)):
         h.update(path.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def labels_for(name: str, digest: str) -> dict[str, str]:
+def labels_for(name: str, digest: str, release: pins.ServerRelease | None = None) -> dict[str, str]:
     from boincserver import registry
     # source and revision: boincserver's own checkout, where it runs from one (not from a wheel).
     facts = registry.git_facts(paths.PACKAGE_DIR.parent) if (paths.PACKAGE_DIR.parent / ".git").exists() else {}
-    release, commit = boinc_pin(name)
+    tag, commit = boinc_pin(name, release)
     return {
         INPUTS_LABEL: digest,
         **registry.oci_labels(__version__, commit, facts, title=f"boincserver {name}"),
-        "org.boincserver.boinc-release": release,
+        "org.boincserver.boinc-release": tag,
     }
 
 
@@ -133,17 +136,19 @@ def make_context(name: str, into: Path, boinc_tarball: Path | None) -> Path:
     return into
 
 
-def image_state(engine: Engine, name: str, base_os_image: str = pins.BASE_OS_IMAGE) -> str:
+def image_state(engine: Engine, name: str, base_os_image: str = pins.BASE_OS_IMAGE,
+                release: pins.ServerRelease | None = None) -> str:
     """'current', 'outdated' or 'missing'."""
-    labels = engine.image_labels(image_tag(name))
+    labels = engine.image_labels(image_tag(name, release))
     if labels is None:
         return "missing"
-    return "current" if labels.get(INPUTS_LABEL) == inputs_digest(name, base_os_image) else "outdated"
+    return "current" if labels.get(INPUTS_LABEL) == inputs_digest(name, base_os_image, release) else "outdated"
 
 
-def base_images_state(engine: Engine, base_os_image: str = pins.BASE_OS_IMAGE) -> dict[str, str]:
-    """For each base image: 'current', 'outdated' or 'missing'."""
-    return {name: image_state(engine, name, base_os_image) for name in pins.BASE_IMAGE_NAMES}
+def base_images_state(engine: Engine, base_os_image: str = pins.BASE_OS_IMAGE,
+                      release: pins.ServerRelease | None = None) -> dict[str, str]:
+    """For each base image at `release` (the pinned one unless told): 'current', 'outdated' or 'missing'."""
+    return {name: image_state(engine, name, base_os_image, release) for name in pins.BASE_IMAGE_NAMES}
 
 
 # What building needs free where Docker keeps images: the base images and their build layers
@@ -162,15 +167,16 @@ def check_free_disk(engine: Engine, needed: int = MIN_FREE_TO_BUILD) -> None:
 
 def build_images(engine: Engine, names: tuple[str, ...], source_tarball: Callable[[], Path], on_line: LineSink,
                  on_step: Callable[[str], None], force: bool = False,
-                 base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
+                 base_os_image: str = pins.BASE_OS_IMAGE, release: pins.ServerRelease | None = None) -> list[str]:
     """Build those of `names` that are missing or outdated (all with `force`); return the names
-    built. `source_tarball` is asked only when an image that compiles BOINC is built.
+    built. `source_tarball` is asked only when an image that compiles BOINC is built; base images
+    are built at `release` (the pinned one unless told).
 
     Everything the builds need (free disk, BOINC's source, the base OS image) is found before
     the first one starts, so a missing piece never shows up after minutes of building.
     """
     todo = [(name, state) for name in names
-            if (state := image_state(engine, name, base_os_image)) != "current" or force]
+            if (state := image_state(engine, name, base_os_image, release)) != "current" or force]
     if not todo:
         return []
     check_free_disk(engine)
@@ -178,23 +184,25 @@ def build_images(engine: Engine, names: tuple[str, ...], source_tarball: Callabl
     ensure_os_image(engine, base_os_image, on_step)
     built = []
     for name, state in todo:
-        tag = image_tag(name)
+        tag = image_tag(name, release)
         on_step(f"building {'base ' if name in pins.BASE_IMAGE_NAMES else ''}image {tag} ({state})"
                 + (": compiling BOINC takes a few minutes" if name in SOURCE_TARBALL else ""))
         with tempfile.TemporaryDirectory(prefix=f"boincserver-{name}-") as tmp:
             ctx = make_context(name, Path(tmp) / "ctx", tarball if name in SOURCE_TARBALL else None)
-            digest = inputs_digest(name, base_os_image)
-            engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, **pinned_build_args(name)},
-                               labels_for(name, digest), on_line)
+            digest = inputs_digest(name, base_os_image, release)
+            engine.build_image(ctx, tag, {"BASE_IMAGE": base_os_image, **pinned_build_args(name, release)},
+                               labels_for(name, digest, release), on_line)
         built.append(name)
     return built
 
 
 def build_base_images(engine: Engine, boinc_tarball: Callable[[], Path], on_line: LineSink,
                       on_step: Callable[[str], None], force: bool = False,
-                      base_os_image: str = pins.BASE_OS_IMAGE) -> list[str]:
-    """Build the base images that are missing or outdated; return the names built."""
-    return build_images(engine, pins.BASE_IMAGE_NAMES, boinc_tarball, on_line, on_step, force, base_os_image)
+                      base_os_image: str = pins.BASE_OS_IMAGE, release: pins.ServerRelease | None = None) -> list[str]:
+    """Build the base images at `release` (the pinned one unless told) that are missing or
+    outdated; return the names built."""
+    return build_images(engine, pins.BASE_IMAGE_NAMES, boinc_tarball, on_line, on_step, force, base_os_image,
+                        release)
 
 
 def ensure_volunteer_images(engine: Engine, client_tarball: Callable[[], Path], on_line: LineSink,

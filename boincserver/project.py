@@ -154,7 +154,8 @@ def project_inputs_digest(project: Project, service: str) -> str:
     # The base image's wanted inputs (not the label of whatever base image is there): a new
     # base gives new project images, and the digest needs no base image on this machine, so
     # a machine that only pulls can compute it.
-    h.update(json.dumps([service, images.inputs_digest(service), project.settings.locked_values()]).encode())
+    h.update(json.dumps([service, images.inputs_digest(service, release=project.settings.release),
+                         project.settings.locked_values()]).encode())
     for f in sorted(project.dir.rglob("*")):
         rel = f.relative_to(project.dir)
         if f.is_file() and rel.parts[0] not in NOT_BUILD_INPUTS:
@@ -188,7 +189,8 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
         raise InvalidInput("--push needs a registry: set `registry` in boincserver.toml "
                            "or pass --registry HOST[:PORT][/PATH]")
     # A source the user names is checked at once, whether or not BOINC needs compiling.
-    given = boinc_source.resolve(boinc_src) if boinc_src else None
+    release = project.settings.release
+    given = boinc_source.resolve(boinc_src, release=release) if boinc_src else None
     digests = {s: project_inputs_digest(project, s) for s in SERVICES}
 
     def current(service: str) -> bool:
@@ -210,9 +212,11 @@ def build(project: Project, reporter: Reporter, boinc_src: str | None = None,
                     result.pulled.append(service)
     if needed:
         result.base_built = images.build_base_images(
-            project.engine, lambda: given or boinc_source.resolve(on_progress=download_progress(reporter, "BOINC's source")),
-            build_lines(reporter), reporter.step, force=force)
-    labels = reg.oci_labels(__version__, pins.BOINC_COMMIT, reg.git_facts(project.dir))
+            project.engine,
+            lambda: given or boinc_source.resolve(on_progress=download_progress(reporter, "BOINC's source"),
+                                                  release=release),
+            build_lines(reporter), reporter.step, force=force, release=release)
+    labels = reg.oci_labels(__version__, release.commit, reg.git_facts(project.dir))
     for service in needed:
         reporter.step(f"building {project.image(service)}")
         project.engine.build_image(
@@ -249,9 +253,11 @@ class UpResult:
 
 
 def up(project: Project, reporter: Reporter, url_base: str | None = None, http_port: int | None = None,
-       boinc_src: str | None = None, timeout: float = 300, changes: dict | None = None) -> UpResult:
+       boinc_src: str | None = None, timeout: float = 300, changes: dict | None = None,
+       job_env: dict[str, str] | None = None) -> UpResult:
     """Build what is missing, create or update the project, start it and wait until it serves.
 
+    `job_env` goes to this start's makeproject job only (upgrade's BOINC_UPGRADE).
     `changes` are further settings (https_port, tls, acme_*). A certificate by ACME is waited
     for too; a project that already serves moves to a new https:// URL only once Apache has
     its certificate, so a CA that refuses leaves it serving as before."""
@@ -295,7 +301,7 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
         reporter.step("offline code signing: sending the public key only")
         secrets.send_public_key(project, keys.public_key_to_text(pair.public))
     reporter.step("starting mysql, creating or updating the project, starting apache")
-    _compose_up(project, reporter)
+    _compose_up(project, reporter, job_env)
     local = f"http://127.0.0.1:{new.http_port}/{new.project}/"
     wait_until_serving(new, timeout=remaining())
     if new.serves_https and new.tls == "files" and read_volume_file(project, "tls", "files/fullchain.pem") is None:
@@ -314,9 +320,9 @@ def _needs_certificate_first(old: Settings, new: Settings) -> bool:
                 and old.acme_directory == new.acme_directory)
 
 
-def _compose_up(project: Project, reporter: Reporter) -> None:
+def _compose_up(project: Project, reporter: Reporter, env: dict[str, str] | None = None) -> None:
     try:
-        project.engine.compose_up(None, reporter.line)
+        project.engine.compose_up(None, reporter.line, env=env)
     except Exception:
         _explain_failed_job(project, reporter)
         raise

@@ -60,7 +60,7 @@ def context(settings: Settings, env: dict[str, str] | None = None, swarm: bool =
         "s": settings,
         "version": __version__,
         "pins": pins,
-        "base_image": pins.base_image,
+        "base_image": lambda name: pins.base_image(name, settings.release.version),
         "env": settings.env() if env is None else env,
         "swarm": swarm,
         "swarm_storage_volumes": SWARM_STORAGE_VOLUMES,

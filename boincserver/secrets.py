@@ -174,7 +174,8 @@ def scan(project: Project, extra_images: list[str] | None = None) -> dict:
     """Every secret value searched in the project's images and its folder: {where: [secrets]}."""
     needles = scanner.needles(show(project, reveal=True))
     images = [project.image(s) for s in ("mysql", "makeproject", "apache")]
-    images += [pins.base_image(n) for n in pins.BASE_IMAGE_NAMES] + list(extra_images or [])
+    images += [pins.base_image(n, project.settings.release.version) for n in pins.BASE_IMAGE_NAMES]
+    images += list(extra_images or [])
     findings: dict[str, list[str]] = {}
     for image in images:
         stream = project.engine.save_image(image)

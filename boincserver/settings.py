@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import tomlkit
 
-from boincserver import __version__, paths
+from boincserver import __version__, paths, pins
 from boincserver.boinc import daemon_instances, home_page, mail, naming, tuning
 from boincserver.errors import InvalidInput, ProjectError
 
@@ -88,6 +88,10 @@ class Settings:
     swarm_manager: str = ""
     swarm_storage: str = ""
     swarm_nodes: dict = field(default_factory=dict)
+    # The BOINC server release the project runs, by version (1.4.7): one of the supported ones
+    # (`boincserver versions`); "" for the one this boincserver pins. `init --boinc-release`
+    # sets it; `upgrade` moves it to the pinned one.
+    boinc_release: str = ""
     # The boincserver version that rendered the folder, to detect an older project.
     boincserver_version: str = __version__
 
@@ -141,8 +145,15 @@ class Settings:
         if self.deploy not in DEPLOYS:
             raise InvalidInput(f"deploy {self.deploy!r} is not known: use {' or '.join(DEPLOYS)}")
         check_swarm_settings(self.swarm_manager, self.swarm_storage, self.swarm_nodes)
+        if self.boinc_release:
+            object.__setattr__(self, "boinc_release", check_boinc_release(self.boinc_release).version)
         if not self.compose_name:
             object.__setattr__(self, "compose_name", f"boincserver-{self.project}")
+
+    @property
+    def release(self) -> pins.ServerRelease:
+        """The BOINC server release the project runs."""
+        return check_boinc_release(self.boinc_release)
 
     @property
     def master_url(self) -> str:
@@ -232,6 +243,16 @@ def check_engine_address(what: str, address: str) -> str:
         raise InvalidInput(f"{what} {address!r} is not a Docker engine address",
                            advice="use ssh://USER@HOST, tcp://HOST:PORT or unix:///PATH (as DOCKER_HOST takes)")
     return address
+
+
+def check_boinc_release(name: str) -> pins.ServerRelease:
+    """A supported BOINC server release, by version or tag ("" for the pinned one)."""
+    try:
+        return pins.server_release(name)
+    except KeyError:
+        known = ", ".join(f"{r.version} ({r.tag})" for r in pins.server_releases().values())
+        raise InvalidInput(f"BOINC server release {name!r} is not one boincserver supports",
+                           advice=f"use one of {known}; `boincserver versions` lists them") from None
 
 
 def check_swarm_settings(manager: str, storage: str, nodes: dict) -> None:

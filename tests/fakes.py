@@ -192,6 +192,10 @@ class RecordingEngine:
         self.running |= set(call.args["services"] or ("mysql", "apache"))
 
     @recorded
+    def compose_stop(self, call):
+        self.running -= set(call.args["services"])
+
+    @recorded
     def compose_restart(self, call):
         pass
 

@@ -308,7 +308,7 @@ def test_digest_ignores_settings_files(proj):
 
 def test_digest_follows_the_base_images_inputs(proj, monkeypatch):
     before = project.project_inputs_digest(proj, "mysql")
-    monkeypatch.setattr(images, "inputs_digest", lambda name, *a: "another base")
+    monkeypatch.setattr(images, "inputs_digest", lambda name, *a, **k: "another base")
     assert project.project_inputs_digest(proj, "mysql") != before
 
 

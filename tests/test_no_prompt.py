@@ -80,7 +80,7 @@ def test_the_variable_gives_the_passphrase_without_a_terminal(no_docker, monkeyp
 
 
 def test_upgrade_asks_for_no_passphrase_without_a_terminal(no_docker, monkeypatch):
-    def upgrade(project, reporter, passphrase, backup_file):
+    def upgrade(project, reporter, passphrase, backup_file, dry_run=False):
         passphrase()  # where the real one asks, before its backup: nothing is changed yet
         raise AssertionError("went on without a passphrase")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from boincserver import __version__, apps, backup, context, jobs, pins, project, scan, sealed, upgrade
+from boincserver.boinc import releases
 from boincserver.boinc import apps as boinc_apps
 from boincserver.boinc import jobs as bj
 from boincserver.boinc import keys
@@ -520,8 +521,9 @@ def test_upgrade_on_the_same_pins_changes_nothing(demo, serving):
     result = upgrade.upgrade(p, context.Silent(), no_question)
     assert result["upgraded"] is False and "nothing to do" in result["message"]
     assert not p.engine.named("build_image", "compose_up", "exec")
-    assert [c.command[2] for c in p.engine.named("run")] == [f"/v/{context.CREATED_RECORD}",
-                                                              f"/v/{upgrade.PINS_RECORD}"]
+    assert [c.command[2] for c in p.engine.named("run")] == [
+        f"/v/{context.CREATED_RECORD}",  # is there a project
+        *(f"/v/{r}" for r in (releases.CREATED_RECORD, releases.PINS_RECORD, releases.RELEASE_RECORD))]
 
 
 # -- your own certificate ---------------------------------------------------------------------
@@ -579,3 +581,105 @@ def test_tls_set_before_the_first_up_says_to_start_the_project(tmp_path):
     with pytest.raises(ProjectError, match="no images yet") as err:
         certificates.set_files(p, context.Silent(), chain, key)
     assert "boincserver up" in err.value.advice and not p.engine.commands()
+
+
+# -- upgrade across BOINC releases ------------------------------------------------------------
+OLD = pins.server_release("1.4.7")
+
+
+def at_old_release(tmp_path: Path) -> context.Project:
+    """A project made at BOINC 1.4.7 (init --boinc-release), running."""
+    p = running(make_project(tmp_path, boinc_release="1.4.7"))
+    created(p, boinc_commit=OLD.commit)
+    return p
+
+
+def test_a_project_at_an_older_release_builds_and_names_that_releases_images(tmp_path):
+    p = make_project(tmp_path, boinc_release="server_release/1.4/1.4.7")
+    assert load(p.dir).boinc_release == "1.4.7"
+    for service in ("mysql", "apache", "makeproject"):
+        assert f"FROM {pins.base_image(service, '1.4.7')}" in (p.dir / f"images/{service}/Dockerfile").read_text()
+    source = tmp_path / "boinc-147.tar.gz"
+    source.write_bytes(b"")
+    p.engine.images[pins.BASE_OS_IMAGE] = {}
+    import boincserver.boinc_source as boinc_source
+    asked = []
+    original = boinc_source.resolve
+    try:
+        boinc_source.resolve = lambda *a, **k: asked.append(k.get("release")) or source
+        project.build(p, context.Silent())
+    finally:
+        boinc_source.resolve = original
+    assert asked == [OLD]
+    built = {c.args["tag"]: c.args["build_args"] for c in p.engine.named("build_image")}
+    assert built[pins.base_image("makeproject", "1.4.7")]["BOINC_COMMIT"] == OLD.commit
+    assert pins.base_image("makeproject") not in built
+
+
+def test_upgrade_dry_run_lists_the_release_change_and_changes_nothing(tmp_path, serving):
+    p = at_old_release(tmp_path)
+    before = {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()}
+
+    def no_question():
+        raise AssertionError("a dry run asked for a passphrase")
+    result = upgrade.upgrade(p, context.Silent(), no_question, dry_run=True)
+
+    assert result["dry_run"] is True and result["upgraded"] is False
+    assert any("BOINC server 1.4.7" in c and "-> 1.6.2" in c for c in result["changes"])
+    assert any("boinc_release 1.4.7 -> 1.6.2" in c for c in result["changes"])
+    assert not p.engine.named("build_image", "compose_up", "compose_stop", "exec")
+    assert {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()} == before
+
+
+def test_upgrade_across_releases_stops_apache_and_asks_the_job_to_install_the_new_one(tmp_path, serving):
+    p = at_old_release(tmp_path)
+    answer_backup(p.engine)
+    p.engine.on("exec", "cat", out=b"27030\n")
+
+    result = upgrade.upgrade(p, context.Silent(), lambda: PASSPHRASE, tmp_path / "before.backup")
+
+    assert result["release"] == {"from": OLD.commit, "to": pins.BOINC_COMMIT}
+    assert result["downtime_seconds"] is not None
+    stop, up = p.engine.named("compose_stop")[0], p.engine.named("compose_up")[-1]
+    assert stop.args["services"] == ["apache"]
+    assert up.args["env"] == {"BOINC_UPGRADE": pins.BOINC_COMMIT}
+    first_build = p.engine.index(p.engine.named("build_image")[0])
+    assert p.engine.index(p.engine.find("exec", "mariadb-dump")) < first_build < p.engine.index(stop) \
+        < p.engine.index(up)
+    assert load(p.dir).boinc_release == pins.BOINC_VERSION
+    assert f"FROM {pins.base_image('apache')}" in (p.dir / "images/apache/Dockerfile").read_text()
+    written = json.loads(p.engine.commands()[-1].args["stdin"])
+    assert written["boinc_commit"] == pins.BOINC_COMMIT and written["from"]["boinc_commit"] == OLD.commit
+
+
+def test_a_failed_build_puts_the_folder_back_and_leaves_the_old_release_running(tmp_path, serving, monkeypatch):
+    p = at_old_release(tmp_path)
+    answer_backup(p.engine)
+    before = {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()}
+
+    def failing_build(project_, reporter):
+        raise DockerError(["docker", "build"], 1, "no space left on device")
+    monkeypatch.setattr(upgrade.core, "build", failing_build)
+    with pytest.raises(DockerError):
+        upgrade.upgrade(p, context.Silent(), lambda: PASSPHRASE, tmp_path / "before.backup")
+
+    assert {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()} == before
+    assert not p.engine.named("compose_stop", "compose_up")
+    assert "apache" in p.engine.running
+
+
+def test_a_failed_install_names_the_command_that_restores_the_backup(tmp_path, serving, monkeypatch):
+    p = at_old_release(tmp_path)
+    answer_backup(p.engine)
+    before = {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()}
+
+    def failing_up(project_, reporter, **kwargs):
+        raise DockerError(["docker", "compose", "up"], 1, "service makeproject didn't complete successfully")
+    monkeypatch.setattr(upgrade.core, "up", failing_up)
+    with pytest.raises(ProjectError) as failed:
+        upgrade.upgrade(p, context.Silent(), lambda: PASSPHRASE, tmp_path / "before.backup")
+
+    assert f"boincserver restore {tmp_path / 'before.backup'}" in failed.value.advice
+    assert "makeproject" in str(failed.value)
+    assert {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()} == before
+    assert not [c for c in p.engine.commands() if upgrade.PINS_RECORD in c.text and c.args["stdin"]]  # not recorded

@@ -40,15 +40,18 @@ def restore(file: Path = typer.Argument(..., help="A file written by `boincserve
 
 @commands.command()
 def upgrade(backup_file: Optional[Path] = typer.Option(None, "--backup", help="Where the backup taken first goes (default: ~/.local/share/boincserver/backups/)."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; change nothing."),
             json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
-    """Move the project to this boincserver's pins: backup, rewrite, rebuild, BOINC's upgrade_db."""
+    """Move the project to this boincserver's pins and BOINC release: backup, rebuild, install, BOINC's database updates."""
     from boincserver import upgrade as core
-    result = core.upgrade(open_project(), console, lambda: passphrase(confirm=True), backup_file)
+    result = core.upgrade(open_project(), console, lambda: passphrase(confirm=True), backup_file, dry_run=dry_run)
     if json_out:
         console.json(result)
     elif not result["upgraded"]:
         console.result(result["message"])
     else:
+        moved = (f" (apache was down {result['downtime_seconds']} s)" if result.get("downtime_seconds") is not None
+                 else "")
         console.result(f"upgraded to boincserver {result['pins']['boincserver']}, BOINC "
-                       f"{result['pins']['boinc_commit'][:12]}; database at revision {result['db_revision']}; "
-                       f"backup taken first: {result['backup']}")
+                       f"{core.release_name(result['pins']['boinc_commit'])}{moved}; database at revision "
+                       f"{result['db_revision']}; backup taken first: {result['backup']}")

@@ -32,11 +32,16 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
 
 @commands.command()
 def versions(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")):
-    """What this boincserver pins: BOINC's release and commit, the base images."""
+    """What this boincserver pins (BOINC's release and commit, the base images), the BOINC
+    releases a project can run, and in a project folder the release the project runs."""
     from boincserver import pins
     data = {"boincserver": __version__, "boinc_release": pins.BOINC_RELEASE, "boinc_commit": pins.BOINC_COMMIT,
             "base_os_image": pins.BASE_OS_IMAGE,
-            "base_images": {n: pins.base_image(n) for n in pins.BASE_IMAGE_NAMES}}
+            "base_images": {n: pins.base_image(n) for n in pins.BASE_IMAGE_NAMES},
+            "supported_releases": {r.version: f"{r.tag} {r.commit}" for r in pins.server_releases().values()}}
+    project = _project_release()
+    if project:
+        data["project"] = project
     if json_out:
         console.json(data)
     else:
@@ -46,6 +51,26 @@ def versions(json_out: bool = typer.Option(False, "--json", help="Print as JSON.
                     console.result(f"{k}.{n:12} {t}")
             else:
                 console.result(f"{k:24} {v}")
+
+
+def _project_release() -> dict | None:
+    """The release of the project in this folder: as boincserver.toml says, and as its volume
+    runs (where Docker answers and the project exists)."""
+    from boincserver.errors import BoincServerError
+    from boincserver.settings import load
+    try:
+        settings = load(state["project_dir"])
+    except BoincServerError:
+        return None
+    out = {"boinc_release": settings.release.version}
+    try:
+        from boincserver import upgrade
+        from boincserver.commands.context import open_project
+        running = upgrade.recorded_pins(open_project()).get("boinc_commit", "")
+        out["running"] = upgrade.release_name(running) if running else "not created yet"
+    except BoincServerError as exc:
+        out["running"] = f"unknown ({exc})"
+    return out
 
 
 @base_image_app.command("ensure")

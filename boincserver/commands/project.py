@@ -44,10 +44,11 @@ def init(
     acme_directory: str = typer.Option("letsencrypt", help="The ACME CA: letsencrypt, letsencrypt-staging or a directory URL."),
     acme_email: str = typer.Option("", help="The ACME account's contact address (needed for acme)."),
     acme_ca_bundle: Optional[Path] = typer.Option(None, help="PEM file of a private ACME CA's TLS root, for Apache to trust it."),
+    boinc_release: str = typer.Option("", help="The BOINC server release, by version or tag (default: the pinned one; `versions` lists the supported ones)."),
 ):
     """Scaffold a project folder: settings, compose.yaml, .env, image overlays, apps/."""
     from boincserver import project as core
-    from boincserver.settings import Settings
+    from boincserver.settings import Settings, check_boinc_release
     if offline_signing and offline_signing.expanduser().absolute().is_relative_to(directory.absolute()):
         from boincserver.errors import InvalidInput
         raise InvalidInput(f"{offline_signing} is inside the project folder, which is meant for git: "
@@ -57,7 +58,8 @@ def init(
                         offline_signing_keys=str(offline_signing.expanduser().absolute()) if offline_signing else "",
                         registry=registry, work_slots=work_slots, long_name=long_name, description=description,
                         https_port=https_port, tls=tls, acme_directory=acme_directory, acme_email=acme_email,
-                        acme_ca_bundle=read_ca_bundle(acme_ca_bundle) or "")
+                        acme_ca_bundle=read_ca_bundle(acme_ca_bundle) or "",
+                        boinc_release=check_boinc_release(boinc_release).version)
     for written in core.init(directory, settings):
         console.result(f"{written.state:9} {written.path}")
     if offline_signing:

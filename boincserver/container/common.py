@@ -60,8 +60,11 @@ class Owner:
 
 # -- commands -------------------------------------------------------------------------------
 def run_command(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
-                stdin: IO | None = None) -> subprocess.CompletedProcess:
-    """A command to its end, its output captured as text; never raises for its exit code."""
+                stdin: IO | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """A command to its end, its output captured as text (`input` its standard input, where
+    given); never raises for its exit code."""
+    if input is not None:
+        return subprocess.run(cmd, cwd=cwd, env=env, input=input, capture_output=True, text=True)
     return subprocess.run(cmd, cwd=cwd, env=env, stdin=stdin, capture_output=True, text=True)
 
 

@@ -36,7 +36,7 @@ from typing import IO
 
 from boincserver.boinc import daemon_instances, home_page as home, makeproject, naming, substitution, tuning
 from boincserver.container import common, secrets
-from boincserver.container import buda, lifecycle
+from boincserver.container import buda, lifecycle, release
 from boincserver.container.apps import instance_counts
 from boincserver.container import home_page
 from boincserver.container import mail as project_mail
@@ -226,6 +226,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     restore_overlay(mounts, root)
     locked = {"project": project, "boinc_user": owner.name, "project_root": str(root)}
     exists = check_locked(mounts.project, locked)
+    moving = release.check(mounts.project, environ) if exists else None  # before anything changes
     vault = Vault(mounts, owner)
     vault.prepare()
     swarm_password = common.swarm_db_password(environ)
@@ -255,6 +256,9 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
     secrets.apply_secrets_to_config(mounts, vault)
     values = {"url_base": url, "project": project, "boinc_user": owner.name, "project_root": str(root),
               "db_passwd": vault.value("db"), "db_host": DB_HOST, "db_user": owner.name, "db_name": project}
+    if moving:
+        release.upgrade(mounts, root, owner, environ, moving, log,
+                        lambda: release.align_schema(mounts, project, log))
     apply_overlay(mounts, root, values, owner)
     changed = substitute_files(mounts.project, values, previous_url)
     if changed:

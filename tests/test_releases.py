@@ -39,7 +39,8 @@ def test_settings_keep_the_version_and_refuse_an_unknown_release():
 def test_base_images_of_each_release_have_their_own_tag_commit_and_inputs():
     old = pins.server_release("1.4.7")
     assert images.image_tag("makeproject", old).endswith("-boinc1.4.7")
-    assert images.pinned_build_args("makeproject", old) == {"BOINC_COMMIT": old.commit}
+    assert images.pinned_build_args("makeproject", old) == {"BOINC_COMMIT": old.commit, "BOINC_FCGI": "no"}
+    assert images.pinned_build_args("makeproject") == {"BOINC_COMMIT": pins.BOINC_COMMIT}
     assert images.inputs_digest("makeproject", release=old) != images.inputs_digest("makeproject")
     assert images.labels_for("apache", "d", old)["org.boincserver.boinc-release"] == old.tag
     assert images.image_tag("volunteer", old) == pins.volunteer_image()  # the client is not the server's

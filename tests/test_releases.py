@@ -208,3 +208,12 @@ def test_a_failed_step_records_nothing(tmp_path, monkeypatch, failing):
     record, volume, steps = job_upgrade(tmp_path, monkeypatch, Commands(**answers))
     assert record is None and steps[-1].startswith("refused: ")
     assert not (volume / releases.RELEASE_RECORD).exists()
+
+
+def test_the_scheduler_link_147_wrote_broken_is_repaired_and_a_good_one_kept():
+    from boincserver.boinc import makeproject, protocol
+    broken = ('\n<!-- <scheduler>http://h/p_cgi/cgi</scheduler> -->"\n'
+              '<link rel="boinc_scheduler" href="url"">\n        ')
+    repaired = makeproject.schedulers_txt_repaired(broken)
+    assert protocol.scheduler_urls(repaired) == ["http://h/p_cgi/cgi"]
+    assert makeproject.schedulers_txt_repaired(repaired) == repaired

@@ -7,6 +7,7 @@ make_project creates PROJECT_ROOT itself and refuses an existing one; it writes 
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 
@@ -24,6 +25,7 @@ def make_project_command(src: str, project: str, url_base: str, project_root: st
 # Relative to PROJECT_ROOT.
 PROJECT_INC = "html/project/project.inc"
 OPS_HTACCESS = "html/ops/.htaccess"
+SCHEDULERS_TXT = "html/user/schedulers.txt"
 
 
 def php_string(value: str) -> str:
@@ -61,3 +63,15 @@ def ops_htaccess_with_password_file(text: str, password_file: str) -> str:
     lines = [f"AuthUserFile {password_file}" if line.startswith("AuthUserFile") else line
              for line in text.splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def schedulers_txt_repaired(text: str) -> str:
+    """schedulers.txt as make_project 1.6.2 writes it, where 1.4.7's wrote it broken: its
+    setup_project.py put the word `url` into the link (href="url"") and a stray quote after
+    the comment, so a client read "url" as a second scheduler. The URL comes from the comment,
+    which 1.4.7 wrote right. Any other text is returned as it is."""
+    found = re.search(r"<scheduler>([^<]+)</scheduler>", text)
+    if 'href="url"' not in text or not found:
+        return text
+    url = found.group(1).strip()
+    return f'\n<!-- <scheduler>{url}</scheduler> -->\n<link rel="boinc_scheduler" href="{url}">\n        '

@@ -260,6 +260,10 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         release.upgrade(mounts, root, owner, environ, moving, log,
                         lambda: release.align_schema(mounts, project, log))
     apply_overlay(mounts, root, values, owner)
+    schedulers = mounts.project / makeproject.SCHEDULERS_TXT
+    if schedulers.is_file() and common.replace_file(schedulers,
+                                                    makeproject.schedulers_txt_repaired(schedulers.read_text())):
+        log(f"{makeproject.SCHEDULERS_TXT}: the scheduler's link repaired (make_project 1.4.7 wrote href=\"url\")")
     changed = substitute_files(mounts.project, values, previous_url)
     if changed:
         log("runtime values written into: " + ", ".join(changed))

@@ -91,14 +91,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_project(root: Path, prefix: str):
-    """A project made with `boincserver init` and started with `up`, deleted afterwards.
+def running_project(root: Path, prefix: str, init_args: tuple[str, ...] = ()):
+    """A project made with `boincserver init` (and `init_args`) and started with `up`, deleted
+    afterwards.
 
     A name of its own (the pid), so that two sessions on one engine never share containers
     or volumes; its own free port, with the master URL on 127.0.0.1."""
     port = free_port()
     s = Stack(root, f"{prefix}_{os.getpid()}", port)
-    run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port)
+    run_cli("init", s.dir, "--url-base", f"http://127.0.0.1:{port}", "--http-port", port, *init_args)
     # Volumes an interrupted earlier session left under the same Compose name go first.
     run_cli("down", "--volumes", "--yes", cwd=s.dir, check=False)
     try:

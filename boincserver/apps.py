@@ -165,8 +165,15 @@ def _source_bytes(project: Project, source: str, spec: boinc_apps.AppSpec) -> by
     if source == "job.xml:":
         return boinc_apps.spec_job_xml(spec).encode()
     if source in ("wrapper:", "docker_wrapper:"):
+        release = project.settings.release
+        if source == "docker_wrapper:" and not release.docker_apps:
+            raise InvalidInput(f"BOINC {release.version}, which this project runs, has no docker_wrapper: Docker "
+                               "apps need BOINC 1.6 or newer; nothing was changed",
+                               advice=f"`boincserver upgrade` moves the project to BOINC {pins.BOINC_VERSION}")
         built = WRAPPER_IN_IMAGE if source == "wrapper:" else DOCKER_WRAPPER_IN_IMAGE
         path = built.get(spec.platform.split("__")[0])
+        if path and source == "wrapper:" and not release.wrapper_suffix:
+            path = path.rsplit("__", 1)[0]
         if not path:
             raise InvalidInput(f"BOINC's {source[:-1]} is built here for {', '.join(built)} only, "
                                f"not {spec.platform!r}", advice="use --platform x86_64-pc-linux-gnu")

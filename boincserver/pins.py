@@ -19,6 +19,10 @@ class ServerRelease:
     # Its FastCGI code compiles against bookworm's glibc (1.4.7's does not: fcgi_stdio.h meets
     # glibc 2.36's malloc attribute; fixed in BOINC's PR 5096): without it, CGI programs only.
     fastcgi: bool = True
+    # samples/docker_wrapper exists (Docker apps); 1.4.7 has none.
+    docker_apps: bool = True
+    # samples/wrapper's make names the wrapper wrapper__PLATFORM (1.6); 1.4.7's is plain `wrapper`.
+    wrapper_suffix: bool = True
 
 
 # The releases a project can be created at (`init --boinc-release`): the pin above, which new
@@ -26,7 +30,8 @@ class ServerRelease:
 # project made with it can be upgraded. 1.4.7 is not an ancestor of 1.6.2 (each was cut from its
 # own branch), which is why the upgrade is by release, not by commit.
 OLDER_SERVER_RELEASES = (
-    ServerRelease("server_release/1.4/1.4.7", "1.4.7", "99de7f66f4b60b527e6c82c7dbe6c35848ca2a8b", fastcgi=False),
+    ServerRelease("server_release/1.4/1.4.7", "1.4.7", "99de7f66f4b60b527e6c82c7dbe6c35848ca2a8b", fastcgi=False,
+                  docker_apps=False, wrapper_suffix=False),
 )
 
 

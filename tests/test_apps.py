@@ -744,3 +744,20 @@ def test_inputs_are_never_deleted_with_one_job_since_jobs_share_them_by_content(
     root = ET.fromstring(ba.input_template(["in", "params"]))
     infos = root.findall("file_info")
     assert len(infos) == 2 and all(i.find("no_delete") is not None for i in infos)
+
+
+def test_a_project_at_147_refuses_docker_apps_and_takes_its_plain_wrapper(tmp_path, app_dir):
+    folder = tmp_path / "old"
+    project.init(folder, Settings(project="old", http_port=free_port(), boinc_release="1.4.7"))
+    engine = RecordingEngine()
+    engine.running |= {"mysql", "apache"}
+    p = context.Project(folder.absolute(), load(folder), engine)
+    app_state(p)
+    with pytest.raises(InvalidInput, match="1.4.7.*no docker_wrapper") as refused:
+        apps.add(p, apps.docker_spec("dapp", app_dir))
+    assert "boincserver upgrade" in refused.value.advice
+    assert not [c for c in engine.named("exec") if "app-install" in c.text]
+    engine.images[pins.base_image("makeproject", "1.4.7")] = {}
+    engine.image_files[(pins.base_image("makeproject", "1.4.7"), "/usr/src/boinc/samples/wrapper/wrapper")] = b"W"
+    spec = ba.AppSpec(name="w", platform="x86_64-pc-linux-gnu")
+    assert apps._source_bytes(p, "wrapper:", spec) == b"W"

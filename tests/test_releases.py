@@ -156,11 +156,13 @@ class Commands:
 
     def __init__(self, **answers):
         self.ran: list[list[str]] = []
+        self.inputs: list[str | None] = []
         self.answers = answers  # word -> (returncode, stdout)
 
     def __call__(self, cmd, *, cwd=None, env=None, stdin=None, input=None):
         import subprocess
         self.ran.append(list(cmd))
+        self.inputs.append(input)
         for word, (code, out) in self.answers.items():
             if any(word in part for part in cmd):
                 return subprocess.CompletedProcess(cmd, code, out, "")
@@ -181,7 +183,8 @@ def job_upgrade(tmp_path: Path, monkeypatch, commands: Commands) -> tuple[dict |
     owner = Owner("boincadm", os.getuid(), os.getgid())
     steps: list[str] = []
     try:
-        record = release.upgrade(mounts, root, owner, {}, (OLD, NEW), steps.append, lambda: ["ALTER TABLE `user` x"])
+        record = release.upgrade(mounts, root, owner, {}, (OLD, NEW), steps.append, lambda: ["ALTER TABLE `user` x"],
+                                 "db-password")
     except Refused as exc:
         steps.append(f"refused: {exc}")
         record = None
@@ -194,6 +197,7 @@ def test_the_job_installs_then_updates_the_database_then_records(tmp_path, monke
     record, volume, steps = job_upgrade(tmp_path, monkeypatch, commands)
     assert [c[4:6] for c in commands.ran] == [["python3", "-c"], ["php", "update_translations.php"],
                                              ["php", "upgrade_db.php"]]
+    assert commands.inputs[2] == "y\nboincadm\ndb-password\n"  # upgrade_db.php's questions
     install = commands.ran[0]
     assert install[:4] == ["runuser", "-u", "boincadm", "--"] and install[-1].endswith("home/boincadm/project")
     assert record["boinc_commit"] == NEW
@@ -217,3 +221,9 @@ def test_the_scheduler_link_147_wrote_broken_is_repaired_and_a_good_one_kept():
     repaired = makeproject.schedulers_txt_repaired(broken)
     assert protocol.scheduler_urls(repaired) == ["http://h/p_cgi/cgi"]
     assert makeproject.schedulers_txt_repaired(repaired) == repaired
+
+
+def test_upgrade_db_is_answered_with_the_projects_database_user():
+    assert releases.upgrade_db_answers("boincadm", "pw") == "y\nboincadm\npw\n"
+    with pytest.raises(ValueError):
+        releases.upgrade_db_answers("boincadm", "x" * 80)

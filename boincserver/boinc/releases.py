@@ -12,7 +12,8 @@ install_boinc_files, html/ops/upgrade_db.php), server_release 1.4.7 and 1.6.2:
 - It reports a file it could not copy with "failed to copy SRC to DEST" and goes on; the
   caller must look for that line.
 - upgrade_db.php applies, in order, each update of db_update.php newer than the project's
-  db_revision file, writing that file after each; it asks before applying (answered "y").
+  db_revision file, writing that file after each; it asks before applying (answered "y"),
+  then for a database user and password (it does not take config.xml's), one line each.
 - bin/start, stop and status are symlinks to absolute paths, so `dest` must be the project's
   path as the services see it (PROJECT_ROOT), not where a one-off container mounts the volume.
 
@@ -84,8 +85,17 @@ def install_failures(output: str) -> list[str]:
 
 
 def upgrade_db_command() -> list[str]:
-    """html/ops/upgrade_db.php; run it in html/ops as the BOINC user, with "y\\n" on stdin."""
+    """html/ops/upgrade_db.php; run it in html/ops as the BOINC user, `upgrade_db_answers` on stdin."""
     return ["php", "upgrade_db.php"]
+
+
+def upgrade_db_answers(db_user: str, db_password: str) -> str:
+    """What upgrade_db.php asks when it has updates to apply: whether to apply them, then (its
+    db_init_cli, html/inc/util_ops.inc) a database user and password able to alter the tables,
+    each read as one line of at most 79 characters."""
+    if len(db_user) > 79 or len(db_password) > 79 or "\n" in db_user + db_password:
+        raise ValueError("upgrade_db.php reads the database user and password as lines of at most 79 characters")
+    return f"y\n{db_user}\n{db_password}\n"
 
 
 def upgrade_db_failed(returncode: int, output: str) -> bool:

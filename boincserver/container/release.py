@@ -67,8 +67,9 @@ def project_root_on_volume(mounts: Mounts, root: Path) -> Iterator[Path]:
 
 
 def upgrade(mounts: Mounts, root: Path, owner: Owner, environ: dict[str, str], commits: tuple[str, str],
-            log: Callable[[str], None], align_schema: Callable[[], list[str]]) -> dict:
-    """Install the image's release over the project, update its database, then record it."""
+            log: Callable[[str], None], align_schema: Callable[[], list[str]], db_password: str) -> dict:
+    """Install the image's release over the project, update its database (as the project's
+    database user, named as the BOINC user, with `db_password`), then record it."""
     previous, image = commits
     src = str(mounts.boinc_src)
     as_owner = ["runuser", "-u", owner.name, "--"]
@@ -87,7 +88,8 @@ def upgrade(mounts: Mounts, root: Path, owner: Owner, environ: dict[str, str], c
         if done.returncode != 0:  # as BOINC's own upgrade: the pages fall back to English
             log("BOINC's update_translations.php failed; the pages fall back to English")
         log("applying BOINC's database updates (html/ops/upgrade_db.php)")
-        done = common.run_command(as_owner + releases.upgrade_db_command(), cwd=ops, env=env, input="y\n")
+        done = common.run_command(as_owner + releases.upgrade_db_command(), cwd=ops, env=env,
+                                  input=releases.upgrade_db_answers(owner.name, db_password))
     output = (done.stdout or "") + (done.stderr or "")
     if releases.upgrade_db_failed(done.returncode, output):
         raise Refused("BOINC's database upgrade (html/ops/upgrade_db.php) failed:\n" + output.strip()[-1500:])

@@ -258,7 +258,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
               "db_passwd": vault.value("db"), "db_host": DB_HOST, "db_user": owner.name, "db_name": project}
     if moving:
         release.upgrade(mounts, root, owner, environ, moving, log,
-                        lambda: release.align_schema(mounts, project, log))
+                        lambda: release.align_schema(mounts, project, log), vault.value("db"))
     apply_overlay(mounts, root, values, owner)
     schedulers = mounts.project / makeproject.SCHEDULERS_TXT
     if schedulers.is_file() and common.replace_file(schedulers,

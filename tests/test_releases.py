@@ -159,10 +159,10 @@ class Commands:
         self.inputs: list[str | None] = []
         self.answers = answers  # word -> (returncode, stdout)
 
-    def __call__(self, cmd, *, cwd=None, env=None, stdin=None, input=None):
+    def __call__(self, cmd, *, cwd=None, env=None, stdin=None, answers=None):
         import subprocess
         self.ran.append(list(cmd))
-        self.inputs.append(input)
+        self.inputs.append(answers)
         for word, (code, out) in self.answers.items():
             if any(word in part for part in cmd):
                 return subprocess.CompletedProcess(cmd, code, out, "")
@@ -227,3 +227,13 @@ def test_upgrade_db_is_answered_with_the_projects_database_user():
     assert releases.upgrade_db_answers("boincadm", "pw") == "y\nboincadm\npw\n"
     with pytest.raises(ValueError):
         releases.upgrade_db_answers("boincadm", "x" * 80)
+
+
+def test_answers_reach_a_program_that_reads_them_through_two_streams(tmp_path):
+    """As upgrade_db.php does: one line from a buffered stream, the next from a new one on fd 0."""
+    import sys
+    from boincserver.container import common
+    script = ("import sys, os\nfirst = sys.stdin.readline()\n"
+              "second = os.fdopen(os.dup(0)).readline()\nprint(repr(first), repr(second))\n")
+    done = common.run_command([sys.executable, "-c", script], answers="y\nboincadm\n")
+    assert done.stdout.strip() == "'y\\n' 'boincadm\\n'", done

@@ -60,12 +60,26 @@ class Owner:
 
 # -- commands -------------------------------------------------------------------------------
 def run_command(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
-                stdin: IO | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    """A command to its end, its output captured as text (`input` its standard input, where
-    given); never raises for its exit code."""
-    if input is not None:
-        return subprocess.run(cmd, cwd=cwd, env=env, input=input, capture_output=True, text=True)
-    return subprocess.run(cmd, cwd=cwd, env=env, stdin=stdin, capture_output=True, text=True)
+                stdin: IO | None = None, answers: str | None = None) -> subprocess.CompletedProcess:
+    """A command to its end, its output captured as text; never raises for its exit code.
+
+    `answers`: lines typed at its questions, through a terminal. Why not a pipe: a program that
+    reads its answers through two streams (BOINC's upgrade_db.php reads the first with STDIN,
+    then opens php://stdin for the next) gets all of a pipe's lines in the first stream's
+    buffer, and nothing in the second; a terminal in canonical mode gives one line per read."""
+    if answers is None:
+        return subprocess.run(cmd, cwd=cwd, env=env, stdin=stdin, capture_output=True, text=True)
+    import termios
+    controller, terminal = os.openpty()
+    try:
+        mode = termios.tcgetattr(terminal)
+        mode[3] &= ~termios.ECHO  # the answers (a password among them) are not echoed into the output
+        termios.tcsetattr(terminal, termios.TCSANOW, mode)
+        os.write(controller, answers.encode())
+        return subprocess.run(cmd, cwd=cwd, env=env, stdin=terminal, capture_output=True, text=True)
+    finally:
+        os.close(terminal)
+        os.close(controller)
 
 
 def failure(cmd: list[str], done: subprocess.CompletedProcess, what: str | None = None) -> Refused:

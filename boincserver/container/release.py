@@ -89,13 +89,17 @@ def upgrade(mounts: Mounts, root: Path, owner: Owner, environ: dict[str, str], c
             log("BOINC's update_translations.php failed; the pages fall back to English")
         log("applying BOINC's database updates (html/ops/upgrade_db.php)")
         done = common.run_command(as_owner + releases.upgrade_db_command(), cwd=ops, env=env,
-                                  input=releases.upgrade_db_answers(owner.name, db_password))
+                                  answers=releases.upgrade_db_answers(owner.name, db_password))
     output = (done.stdout or "") + (done.stderr or "")
     if releases.upgrade_db_failed(done.returncode, output):
         raise Refused("BOINC's database upgrade (html/ops/upgrade_db.php) failed:\n" + output.strip()[-1500:])
     for line in output.strip().splitlines()[-5:]:
         log(f"upgrade_db: {line}")
-    aligned = align_schema()
+    try:
+        aligned = align_schema()
+    except Exception as exc:  # MySQLdb's errors, SchemaError: the database is as upgrade_db.php left it
+        raise Refused(f"aligning the schema with a fresh project's failed ({type(exc).__name__}: {exc}); BOINC's "
+                      "own database updates were applied: restore the backup `boincserver upgrade` took") from None
     for statement in aligned:
         log(f"schema: {statement}")
     revision_file = mounts.project / releases.DB_REVISION
@@ -112,7 +116,8 @@ def upgrade(mounts: Mounts, root: Path, owner: Owner, environ: dict[str, str], c
 
 
 def _tables(cursor, database: str) -> dict[str, str]:
-    cursor.execute(f"SHOW TABLES FROM `{database}`")
+    """SHOW CREATE TABLE of each base table (views are not a schema make_project defines)."""
+    cursor.execute(f"SHOW FULL TABLES FROM `{database}` WHERE Table_type = 'BASE TABLE'")
     names = [row[0] for row in cursor.fetchall()]
     out = {}
     for name in names:
@@ -145,7 +150,7 @@ def align_schema(mounts: Mounts, database: str, log: Callable[[str], None]) -> l
             cursor.execute(statement)
         for note in notes:
             log(f"schema: {note}")
-        left = schema.differences(_tables(cursor, database), reference)
+        left = [t for t in schema.differences(_tables(cursor, database), reference) if t in reference]
         if left:
             log(f"schema: tables still unlike a fresh project's: {', '.join(left)}")
         cursor.execute(f"DROP DATABASE `{scratch}`")

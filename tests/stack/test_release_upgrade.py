@@ -123,7 +123,7 @@ def test_a_populated_older_project_upgrades_to_the_pinned_release(old_stack, sta
         create_jobs(s, tmp_path, "before_", 2, 1)
         wait_jobs(s, client, "before_", 2)
         # Held by the client over the upgrade: sent, computing for minutes.
-        create_jobs(s, tmp_path, "held_", 2, 150)
+        create_jobs(s, tmp_path, "held_", 2, 60)
         deadline = time.monotonic() + TIMEOUT
         while sql(s.dir, s.project, "SELECT COUNT(*) FROM result WHERE name LIKE 'held_%' AND server_state = 4").strip() != "2":
             assert time.monotonic() < deadline, client.log()[-4000:]

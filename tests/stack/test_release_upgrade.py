@@ -168,11 +168,50 @@ def test_a_populated_older_project_upgrades_to_the_pinned_release(old_stack, sta
         with urllib.request.urlopen(f"{s.local}/{s.project}/{page}", timeout=20) as resp:
             body = resp.read().decode(errors="replace")
             assert resp.status == 200 and "Fatal error" not in body, (page, body[-2000:])
-    status = apache_sh(s.dir, 'cd "$PROJECT_ROOT" && bin/status')
-    assert "feeder" in status and "running" in status, status
+    status = json.loads(run_cli("status", "--json", cwd=s.dir).stdout)  # BOINC's bin/status -v, read
+    running = {d["name"] for d in status["daemons"] if d["running"]}
+    assert {"feeder", "transitioner", "file_deleter", "sample_trivial_validator",
+            "sample_assimilator"} <= running, status["bin_status"]
+    with urllib.request.urlopen(f"{s.local}/{s.project}_cgi/cgi", timeout=20) as resp:  # the FastCGI scheduler
+        assert b"<scheduler_reply>" in resp.read()
 
     # The schema: every table as a fresh project's at the pinned release.
     upgraded, fresh = tables(s), tables(stack)
     assert schema.differences(upgraded, fresh) == [], {
         t: (upgraded.get(t), fresh.get(t)) for t in schema.differences(upgraded, fresh)}
     assert os.path.getsize(tmp_path / "before.backup") > 0
+
+
+def _account(s: Stack, email: str, name: str) -> None:
+    import hashlib
+    import urllib.parse
+    query = urllib.parse.urlencode({"email_addr": email, "user_name": name,
+                                    "passwd_hash": hashlib.md5(("a-password" + email).encode()).hexdigest()})
+    with urllib.request.urlopen(f"{s.local}/{s.project}/create_account.php?{query}", timeout=20) as resp:
+        assert b"<authenticator>" in resp.read()
+
+
+def test_a_failed_upgrade_names_the_restore_and_the_restore_runs_the_old_release(tmp_path):
+    """1.4.7 lets two accounts share a name; 1.6.2's schema makes user.name unique, so the
+    upgrade fails after BOINC's own updates. Its Fix line, run as printed, brings back 1.4.7."""
+    with running_project(tmp_path, "rf", ("--boinc-release", OLD.tag)) as s:
+        _account(s, "one@example.org", "twin")
+        _account(s, "two@example.org", "twin")
+        users = sql(s.dir, s.project, "SELECT id, email_addr, name FROM user ORDER BY id")
+        backup = tmp_path / "before.backup"
+        failed = run_cli("upgrade", "--backup", backup, cwd=s.dir, env=PASS, check=False)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "Duplicate entry 'twin'" in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+        fix = failed.stderr.split("Fix: `", 1)[1].split("`", 1)[0]
+        assert fix == f"boincserver down --volumes --yes && boincserver restore {backup} && boincserver up"
+        assert json.loads(run_cli("versions", "--json", cwd=s.dir).stdout)["project"]["boinc_release"] == OLD.version
+
+        for command in fix.split(" && "):
+            run_cli(*command.split()[1:], cwd=s.dir, env=PASS)
+
+        shown = json.loads(run_cli("versions", "--json", cwd=s.dir).stdout)["project"]
+        assert shown["running"].startswith(OLD.version), shown
+        assert sql(s.dir, s.project, "SELECT id, email_addr, name FROM user ORDER BY id") == users
+        assert apache_sh(s.dir, 'cat "$PROJECT_ROOT/db_revision"').strip() == "27028"
+        with urllib.request.urlopen(f"{s.local}/{s.project}/", timeout=20) as resp:
+            assert resp.status == 200

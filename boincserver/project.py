@@ -17,7 +17,7 @@ from pathlib import Path
 
 from boincserver import __version__, boinc_source, certificates, images, paths, pins, render, secrets
 from boincserver import registry as reg
-from boincserver.boinc import keys
+from boincserver.boinc import keys, releases
 from boincserver.boinc import status as boinc_status
 from boincserver.context import (Project, Reporter, Silent, build_lines, check_docker, created_record, download_progress,
                                  read_volume_file, service_running, wait_until_certified, wait_until_serving)
@@ -100,11 +100,32 @@ def _make_parents(folder: Path) -> Path | None:
 
 
 # -- shared steps --------------------------------------------------------------------------
-def check_locked(project: Project, settings: Settings | None = None) -> None:
+def check_release(project: Project, settings: Settings, created: dict, upgrading: str = "") -> None:
+    """Refuse, before anything is built, a BOINC release other than the one the volume runs:
+    only `upgrade` moves a project between releases (`upgrading` is its target commit). The
+    volume's other records are read only when the one it was created with disagrees."""
+    want = settings.release
+    if created.get("boinc_commit", want.commit) == want.commit or upgrading == want.commit:
+        return
+    running = releases.volume_commit(*releases.read_records(lambda rel: read_volume_file(project, "project", rel)))
+    if not running or running == want.commit:
+        return
+    known = {r.commit: r for r in pins.server_releases().values()}
+    name = known[running].version if running in known else running[:12]
+    keep = (f"set boinc_release = \"{known[running].version}\" in boincserver.toml to keep running it, or "
+            if running in known else "")
+    raise ProjectError(
+        f"the project runs BOINC {name} and boincserver.toml asks for BOINC {want.version}; moving a project "
+        "to another release is `boincserver upgrade`'s work; nothing was changed",
+        advice=f"{keep}`boincserver upgrade` moves it to BOINC {pins.BOINC_VERSION} (backup first)")
+
+
+def check_locked(project: Project, settings: Settings | None = None, upgrading: str = "") -> None:
     settings = settings or project.settings
     record = created_record(project)
     if not record:
         return
+    check_release(project, settings, record, upgrading)
     changed = locked_changes(record, settings)
     if changed:
         what = ", ".join(f"{k.upper()} {old!r} -> {new!r}" for k, (old, new) in changed.items())
@@ -266,7 +287,7 @@ def up(project: Project, reporter: Reporter, url_base: str | None = None, http_p
     new = old.with_changes(url_base=url_base, http_port=http_port, **(changes or {}))
     new.check_https()
     check_docker(project.engine)
-    check_locked(project, new)
+    check_locked(project, new, upgrading=(job_env or {}).get("BOINC_UPGRADE", ""))
     check_port_free(project, new.http_port)
     if new.serves_https:
         check_port_free(project, new.published_https_port, container_port=443)

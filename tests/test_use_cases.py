@@ -683,3 +683,22 @@ def test_a_failed_install_names_the_command_that_restores_the_backup(tmp_path, s
     assert "makeproject" in str(failed.value)
     assert {f: f.read_text() for f in p.dir.rglob("*") if f.is_file()} == before
     assert not [c for c in p.engine.commands() if upgrade.PINS_RECORD in c.text and c.args["stdin"]]  # not recorded
+
+
+def test_up_refuses_a_release_the_volume_does_not_run_before_building(tmp_path, serving):
+    p = at_old_release(tmp_path)
+    settings = load(p.dir).with_changes(boinc_release=pins.BOINC_VERSION)  # edited by hand
+    project.write_settings(p, settings)
+    with pytest.raises(ProjectError, match="runs BOINC 1.4.7 and boincserver.toml asks for BOINC 1.6.2") as refused:
+        project.up(p, context.Silent())
+    assert 'boinc_release = "1.4.7"' in refused.value.advice and "boincserver upgrade" in refused.value.advice
+    assert not p.engine.named("build_image", "compose_up")
+
+
+def test_up_goes_on_where_an_upgrade_installed_the_release(tmp_path, serving):
+    p = at_old_release(tmp_path)
+    project.write_settings(p, load(p.dir).with_changes(boinc_release=pins.BOINC_VERSION))
+    p.engine.volumes[p.volume("project")][releases.RELEASE_RECORD] = json.dumps(
+        {"boinc_commit": pins.BOINC_COMMIT}).encode()
+    project.up(p, context.Silent())
+    assert p.engine.named("compose_up")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from boincserver import __version__, pins
+from boincserver.boinc import releases
 from boincserver.engine import Engine
 from boincserver.errors import DockerError, ProjectError
 from boincserver.settings import Settings, load
 
 # The record the makeproject job writes on the project volume when it creates the project.
-CREATED_RECORD = ".boincserver/created.json"
+CREATED_RECORD = releases.CREATED_RECORD
 READ_ONE_FILE = 'test -f "$0" && exec cat "$0"; exit 3'  # exit 3: no such file
 
 

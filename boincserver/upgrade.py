@@ -33,7 +33,6 @@ from boincserver.errors import BoincServerError, ProjectError
 PINS_RECORD = releases.PINS_RECORD
 FROM_RE = re.compile(r"^(FROM\s+)" + re.escape(pins.BASE_IMAGE_REPO) + r"/(mysql|apache|makeproject):(\S+)",
                      re.M)
-UPGRADE_FAILED = releases.UPGRADE_DB_FAILED
 
 
 @dataclass
@@ -113,7 +112,7 @@ def run_upgrade_db(project: Project) -> tuple[str, str]:
     ran = project.engine.exec("apache", ["php", "upgrade_db.php"], user=project.settings.boinc_user,
                               workdir=f"{root}/html/ops", stdin=b"y\n", check=False)
     text = ran.out.decode(errors="replace") + ran.err
-    if ran.code != 0 or UPGRADE_FAILED in text:
+    if releases.upgrade_db_failed(ran.code, text):
         raise ProjectError("BOINC's database upgrade (html/ops/upgrade_db.php) failed; the project's pins "
                            f"were not recorded, so the next `boincserver upgrade` tries again:\n{text.strip()[-2000:]}",
                            advice="see html/ops/db_update.php for the update that failed; "

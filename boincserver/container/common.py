@@ -58,6 +58,17 @@ class Owner:
         os.chown(path, self.uid, self.gid)
 
 
+def write_private(path: Path, text: str, owner: Owner, mode: int = 0o600) -> None:
+    """Write a file in one step, with this owner and mode from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    owner.give(tmp)
+    os.replace(tmp, path)
+
+
 # -- commands -------------------------------------------------------------------------------
 def run_command(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
                 stdin: IO | None = None, answers: str | None = None) -> subprocess.CompletedProcess:

@@ -14,7 +14,6 @@ the rest of the job.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -105,12 +104,8 @@ def upgrade(mounts: Mounts, root: Path, owner: Owner, environ: dict[str, str], c
     revision_file = mounts.project / releases.DB_REVISION
     revision = revision_file.read_text().strip() if revision_file.is_file() else ""
     record = releases.release_record(image, previous, revision, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    path = mounts.project / releases.RELEASE_RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**record, "schema_aligned": aligned}) + "\n")
-    owner.give(tmp)
-    os.replace(tmp, path)
+    common.write_private(mounts.project / releases.RELEASE_RECORD,
+                         json.dumps({**record, "schema_aligned": aligned}) + "\n", owner, 0o644)
     log(f"the project runs BOINC {image[:12]} (db_revision {revision or 'unknown'})")
     return record
 

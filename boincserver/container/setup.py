@@ -54,17 +54,6 @@ def log(message: str) -> None:
     print(f"[makeproject] {message}", flush=True)
 
 
-def write_private(path: Path, text: str, owner: Owner, mode: int = 0o600) -> None:
-    """Write a file in one step, with this owner and mode from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    owner.give(tmp)
-    os.replace(tmp, path)
-
-
 def restore_overlay(mounts: Mounts, root: Path) -> None:
     """Put the image's overlay back where the image has it, if an earlier run moved it."""
     if mounts.overlay_aside.exists():
@@ -249,7 +238,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         (mounts.project / STATE_DIR).mkdir(exist_ok=True)
         record = {**locked, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "boinc_commit": environ.get("BOINC_COMMIT", "")}
-        write_private(mounts.project / STATE_DIR / "created.json", json.dumps(record) + "\n", owner, 0o644)
+        common.write_private(mounts.project / STATE_DIR / "created.json", json.dumps(record) + "\n", owner, 0o644)
     else:
         state = json.loads(state_path.read_text()) if state_path.is_file() else {}
         previous_url = state.get("url_base", url)
@@ -281,7 +270,7 @@ def run_job(mounts: Mounts, environ: dict[str, str]) -> None:
         log(f"mail: {written}")
     for written in home_page.prepare_project(mounts.project, long_name, description, values):
         log(f"home page: {written}")
-    write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
+    common.write_private(state_path, json.dumps({"url_base": url}) + "\n", owner, 0o644)
     log(f"ready: {url}/{project}/")
 
 
